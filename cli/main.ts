@@ -1,0 +1,7 @@
+// The `pahlevan` command line: one subcommand per job; each lives in its own module under cli/.
+import { Command } from 'commander';
+
+const program = new Command('pahlevan').description(
+  'Learn what each workload does, then let it do only that.',
+);
+await program.parseAsync(process.argv);

@@ -181,54 +181,87 @@ interface ContainerList {
   only?: ReadonlySet<string>;
 }
 
+const CONTAINER_FIELDS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+
+function pick(source: Json, keys: readonly string[]): Json {
+  const out: Json = {};
+  for (const key of keys) if (Object.prototype.hasOwnProperty.call(source, key)) out[key] = source[key];
+  return out;
+}
+
 /**
- * Mutates a copy of `pod`. `lists` says which container lists to treat (CREATE: init + regular;
- * ephemeralcontainers UPDATE: only the newly added ephemeral containers); `podMetadata` whether labels and
- * annotations may change (not through the ephemeralcontainers subresource, which ignores them).
+ * The only parts of a pod mutation may touch (labels, annotations, each container's securityContext), laid
+ * out like the pod itself so that `compare` on two projections yields paths valid on the whole pod. Copying
+ * and diffing this instead of the whole pod keeps the cost independent of everything else in the spec.
+ */
+export function podProjection(pod: Json): Json {
+  const out: Json = {};
+  if (isRecord(pod.metadata)) out.metadata = pick(pod.metadata, ['labels', 'annotations']);
+  const spec = pod.spec as Json;
+  const projected: Json = {};
+  for (const field of CONTAINER_FIELDS) {
+    const list = spec[field];
+    if (Array.isArray(list))
+      projected[field] = list.map((c) => (isRecord(c) ? pick(c, ['securityContext']) : c));
+  }
+  out.spec = projected;
+  return out;
+}
+
+/**
+ * Computes the mutation of `pod` on a copy of its projection. `lists` says which container lists to treat
+ * (CREATE: init + regular; ephemeralcontainers UPDATE: only the newly added ephemeral containers);
+ * `podMetadata` whether labels and annotations may change (not through the ephemeralcontainers subresource,
+ * which ignores them).
  */
 export function mutatePod(
   pod: Json,
   policy: PahlevanPolicy,
   lists: readonly ContainerList[],
   podMetadata: boolean,
-): { pod: Json; attached: (AttachedProfile & { hash: string })[]; notes: string[] } {
-  const mutated = structuredClone(pod);
-  const spec = mutated.spec as Json;
+): { before: Json; after: Json; attached: (AttachedProfile & { hash: string })[]; notes: string[] } {
+  const before = podProjection(pod);
+  // a second projection is a safe copy: mutation replaces its (fresh) containers and maps, never edits shared ones
+  const after = podProjection(pod);
+  const spec = pod.spec as Json;
+  const mutatedSpec = after.spec as Json;
   const podProfile = seccompOf(spec.securityContext);
   const attached: (AttachedProfile & { hash: string })[] = [];
   const notes: string[] = [];
   for (const { field, only } of lists) {
     const containers = spec[field];
     if (!Array.isArray(containers)) continue;
-    for (const container of containers) {
-      if (!isRecord(container) || typeof container.name !== 'string') continue;
-      if (only && !only.has(container.name)) continue;
+    containers.forEach((container: unknown, index: number) => {
+      if (!isRecord(container) || typeof container.name !== 'string') return;
+      if (only && !only.has(container.name)) return;
       const image = typeof container.image === 'string' ? container.image : undefined;
       const found = usableProfile(policy, container.name, image);
       if (!('profile' in found)) {
         notes.push(`${container.name}: ${found.reason}`);
-        continue;
+        return;
       }
       const { profile } = found;
-      const containerSc = isRecord(container.securityContext) ? container.securityContext : undefined;
+      const target = (mutatedSpec[field] as Json[])[index]!;
+      const containerSc = isRecord(target.securityContext) ? target.securityContext : undefined;
       const decision = decideSeccomp(seccompOf(containerSc), podProfile, profile);
       notes.push(`${container.name}: ${decision.reason}`);
       if (decision.set)
-        container.securityContext = {
+        target.securityContext = {
           ...(containerSc ?? {}),
           seccompProfile: { type: 'Localhost', localhostProfile: profile.localhostProfile },
         };
-      const final = seccompOf(container.securityContext) ?? podProfile;
+      const final = seccompOf(target.securityContext) ?? podProfile;
       if (final?.type === 'Localhost' && final.localhostProfile === profile.localhostProfile)
         attached.push({
           container: container.name,
           localhostProfile: profile.localhostProfile,
           hash: profile.hash,
         });
-    }
+    });
   }
   if (podMetadata) {
-    const metadata = mutated.metadata as Json;
+    const metadata: Json = isRecord(after.metadata) ? after.metadata : {};
+    after.metadata = metadata;
     const labels: Json = isRecord(metadata.labels) ? { ...metadata.labels } : {};
     labels[LABEL_POLICY] = policy.metadata.name!;
     if (attached.length > 0) labels[LABEL_PROFILE_HASH] = profileSetHash(attached);
@@ -246,7 +279,7 @@ export function mutatePod(
     const annotations = isRecord(metadata.annotations) ? metadata.annotations : {};
     metadata.annotations = { ...annotations, [ANNOTATION_IMAGES]: JSON.stringify(images) };
   }
-  return { pod: mutated, attached, notes };
+  return { before, after, attached, notes };
 }
 
 /** Real pods nest a dozen levels; anything far deeper is hostile and would overflow recursive copies. */
@@ -321,8 +354,13 @@ export function mutatePodRequest(
       return { ...skipped('no new ephemeral containers'), policy: policy.metadata.name!, warnings };
     lists = [{ field: 'ephemeralContainers', only: added }];
   }
-  const mutation = mutatePod({ ...pod, metadata }, policy, lists, isCreate);
-  const patch = compare(pod, mutation.pod);
+  // only the projection is copied and diffed; it must not nest deeper than any real pod does
+  if (nestsDeeperThan(podProjection(pod), MAX_OBJECT_DEPTH))
+    return skipped('object nests too deeply', [
+      `pod nests deeper than ${MAX_OBJECT_DEPTH} levels; not mutated`,
+    ]);
+  const mutation = mutatePod(pod, policy, lists, isCreate);
+  const patch = compare(mutation.before, mutation.after);
   return {
     outcome: patch.length > 0 ? 'patched' : 'unchanged',
     reason: mutation.notes.join('; ') || 'labels only',

@@ -67,15 +67,31 @@ export function isSafeProfilePath(path: string): boolean {
   return SAFE_PROFILE_PATH.test(path) && !path.split('/').some((seg) => seg === '..' || seg.startsWith('..'));
 }
 
+// Cached policies are immutable snapshots: index their profiles once per object, not once per request.
+const profileIndexes = new WeakMap<PahlevanPolicy, Map<string, { usable: PublishedProfile[] }>>();
+function profileIndex(policy: PahlevanPolicy): Map<string, { usable: PublishedProfile[] }> {
+  let index = profileIndexes.get(policy);
+  if (!index) {
+    index = new Map();
+    for (const p of policy.status?.profiles ?? []) {
+      let entry = index.get(p.container);
+      if (!entry) index.set(p.container, (entry = { usable: [] }));
+      if (p.usable && !p.stale && isSafeProfilePath(p.localhostProfile)) entry.usable.push(p);
+    }
+    profileIndexes.set(policy, index);
+  }
+  return index;
+}
+
 /** The published profile to attach to a container, or why none is attached. */
 export function usableProfile(
   policy: PahlevanPolicy,
   containerName: string,
   image: string | undefined,
 ): { profile: PublishedProfile } | { reason: string } {
-  const entries = (policy.status?.profiles ?? []).filter((p) => p.container === containerName);
-  if (entries.length === 0) return { reason: 'no published profile' };
-  const usable = entries.filter((p) => p.usable && !p.stale && isSafeProfilePath(p.localhostProfile));
+  const entry = profileIndex(policy).get(containerName);
+  if (!entry) return { reason: 'no published profile' };
+  const usable = entry.usable;
   if (usable.length === 0) return { reason: 'profile not installed on every ready node (or stale)' };
   // A profile learned from another image may miss syscalls the new image needs: attach only a matching one.
   const match =
@@ -171,9 +187,19 @@ export function selectPolicy(
 }
 
 /** Hash over the set of attached profiles, short enough for a label value. */
+const profileSetHashes = new Map<string, string>();
 export function profileSetHash(attached: readonly { container: string; hash: string }[]): string {
-  const lines = attached.map((a) => `${a.container}=${a.hash}`).sort();
-  return sha256Hex(lines.join('\n')).slice(0, 16);
+  const key = attached
+    .map((a) => `${a.container}=${a.hash}`)
+    .sort()
+    .join('\n');
+  let hash = profileSetHashes.get(key);
+  if (hash === undefined) {
+    hash = sha256Hex(key).slice(0, 16);
+    if (profileSetHashes.size >= 10_000) profileSetHashes.clear(); // bounded: keys come from requests
+    profileSetHashes.set(key, hash);
+  }
+  return hash;
 }
 
 interface ContainerList {
@@ -285,14 +311,15 @@ export function mutatePod(
 /** Real pods nest a dozen levels; anything far deeper is hostile and would overflow recursive copies. */
 export const MAX_OBJECT_DEPTH = 100;
 
-/** Iterative (no recursion, so no stack overflow on hostile input). */
-export function nestsDeeperThan(value: unknown, limit: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (typeof node !== 'object' || node === null) continue;
-    if (depth >= limit) return true;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) stack.push([child, depth + 1]);
+/** Recursion is bounded by `limit`, so hostile nesting cannot overflow the stack. */
+export function nestsDeeperThan(value: unknown, limit: number, depth = 0): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (depth >= limit) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) if (nestsDeeperThan(child, limit, depth + 1)) return true;
+  } else {
+    for (const key in value)
+      if (nestsDeeperThan((value as Record<string, unknown>)[key], limit, depth + 1)) return true;
   }
   return false;
 }

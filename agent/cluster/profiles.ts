@@ -17,7 +17,9 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { localhostProfilePath, SECCOMP_SUBDIR, sha256Hex } from '../../api/names.js';
+import { localhostProfilePath, SECCOMP_SUBDIR } from '../../api/names.js';
+import { PahlevanProfile, profileContentHash } from '../../api/profile.js';
+import { formatIssue } from '../../api/policy.js';
 
 export interface ProfileFile {
   namespace: string;
@@ -27,6 +29,36 @@ export interface ProfileFile {
   hash: string;
   /** Exact file content (the OCI profile JSON). */
   content: string;
+}
+
+/**
+ * The file to install for a PahlevanProfile object, after checking it: the schema, the content hash
+ * (recomputed: a tampered or truncated object is refused), and that its localhostProfile is the path the
+ * names give (the kubelet will look there).
+ */
+export function profileFileFromObject(object: unknown): ProfileFile {
+  const parsed = PahlevanProfile.safeParse(object);
+  if (!parsed.success)
+    throw new Error(`invalid PahlevanProfile: ${parsed.error.issues.map(formatIssue).join('; ')}`);
+  const { metadata, spec } = parsed.data;
+  const namespace = metadata.namespace ?? 'default';
+  const hash = profileContentHash(spec);
+  if (hash !== spec.hash)
+    throw new Error(
+      `PahlevanProfile ${metadata.name}: content hash ${hash.slice(0, 16)} does not match spec.hash ${spec.hash.slice(0, 16)}`,
+    );
+  const expected = localhostProfilePath(namespace, spec.policy, spec.container, spec.hash);
+  if (spec.localhostProfile !== expected)
+    throw new Error(
+      `PahlevanProfile ${metadata.name}: localhostProfile ${JSON.stringify(spec.localhostProfile)} is not ${expected}`,
+    );
+  return {
+    namespace,
+    policy: spec.policy,
+    container: spec.container,
+    hash: spec.hash,
+    content: JSON.stringify(spec.seccomp, null, 2) + '\n',
+  };
 }
 
 export interface InstallResult {
@@ -69,11 +101,6 @@ export class ProfileInstaller {
 
   /** Writes one profile file atomically; returns its absolute path. Existing identical files are kept. */
   install(profile: ProfileFile): string {
-    const actualHash = sha256Hex(profile.content);
-    if (actualHash !== profile.hash)
-      throw new Error(
-        `profile content hash ${actualHash.slice(0, 16)} does not match the published hash ${profile.hash.slice(0, 16)}`,
-      );
     const target = this.pathFor(profile);
     mkdirSync(this.baseDir, { recursive: true, mode: 0o755 });
     const realBase = realpathSync(this.baseDir);
@@ -154,7 +181,7 @@ export class ProfileInstaller {
     return result;
   }
 
-  /** Hashes of the profile files present (first 16 hex digits, as in the file names). */
+  /** Hash prefixes of the profile files present (first 16 hex digits, as in the file names). */
   listInstalled(): string[] {
     const out: string[] = [];
     this.walk(this.baseDir, (file) => {

@@ -12,7 +12,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProfileInstaller, type ProfileFile } from '../../agent/cluster/profiles.js';
+import { ProfileInstaller, profileFileFromObject, type ProfileFile } from '../../agent/cluster/profiles.js';
+import { buildProfileSpec } from '../../api/profile.js';
 import { sha256Hex } from '../../api/names.js';
 
 function profile(container: string, syscalls: string[], policy = 'web', namespace = 'shop'): ProfileFile {
@@ -46,15 +47,41 @@ test('a profile lands at the localhost path with its exact content, content-hash
     ]);
   }));
 
-test('content that does not match its hash is refused', () =>
+function profileObject(container: string, names: string[]): Record<string, unknown> {
+  const content = {
+    seccomp: {
+      defaultAction: 'SCMP_ACT_ERRNO' as const,
+      syscalls: [{ names, action: 'SCMP_ACT_ALLOW' as const }],
+    },
+    execs: ['/bin/sh'],
+    files: [],
+    ports: [],
+  };
+  return {
+    apiVersion: 'pahlevan.io/v1alpha1',
+    kind: 'PahlevanProfile',
+    metadata: { name: 'x', namespace: 'shop' },
+    spec: buildProfileSpec('shop', 'web', container, content),
+  };
+}
+
+test('a PahlevanProfile object becomes its seccomp file after its hash and path are checked', () =>
   withRoot((root) => {
-    const inst = new ProfileInstaller(root);
-    const p = profile('nginx', ['read']);
-    assert.throws(
-      () => inst.install({ ...p, content: p.content + ' ' }),
-      /does not match the published hash/,
-    );
-    assert.ok(!existsSync(join(root, 'seccomp', 'pahlevan', 'shop')));
+    const obj = profileObject('nginx', ['read']);
+    const file = profileFileFromObject(obj);
+    const spec = obj.spec as { hash: string; seccomp: unknown; localhostProfile: string };
+    assert.equal(file.hash, spec.hash);
+    assert.deepEqual(JSON.parse(file.content), spec.seccomp);
+    const path = new ProfileInstaller(root).install(file);
+    assert.equal(path, join(root, 'seccomp', spec.localhostProfile));
+
+    const tampered = structuredClone(obj) as { spec: { seccomp: { syscalls: { names: string[] }[] } } };
+    tampered.spec.seccomp.syscalls[0]!.names.push('ptrace');
+    assert.throws(() => profileFileFromObject(tampered), /does not match spec.hash/);
+    const moved = structuredClone(obj) as { spec: { localhostProfile: string } };
+    moved.spec.localhostProfile = '../../../etc/x.json';
+    assert.throws(() => profileFileFromObject(moved), /is not pahlevan\/shop\/web/);
+    assert.throws(() => profileFileFromObject({ kind: 'Pod' }), /invalid PahlevanProfile/);
   }));
 
 test('hostile names never produce a path outside seccomp/pahlevan', () =>

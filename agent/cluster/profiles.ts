@@ -162,12 +162,19 @@ export class ProfileInstaller {
   }
 
   /**
-   * Makes the directory hold exactly `wanted`: installs what is missing, removes files (and empty
-   * directories, and leftover temp files) that no profile references any more.
+   * Makes the directory hold exactly `wanted` (plus `alsoKeep`, paths relative to the seccomp root):
+   * installs what is missing, removes files (and empty directories, and leftover temp files) that nothing
+   * references any more.
    */
-  reconcile(wanted: ProfileFile[]): InstallResult {
+  reconcile(wanted: ProfileFile[], alsoKeep: string[] = []): InstallResult {
     const result: InstallResult = { installed: [], failed: [], removed: [] };
     const keep = new Set<string>();
+    // Files that pods on this node still reference (a container restart re-reads them) stay, even when
+    // their profile object is gone.
+    for (const rel of alsoKeep) {
+      const path = resolve(this.seccompRoot, rel);
+      if (isInside(this.baseDir, path)) keep.add(path);
+    }
     for (const profile of wanted) {
       try {
         keep.add(this.install(profile));

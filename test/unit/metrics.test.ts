@@ -85,3 +85,11 @@ test('naming conventions are enforced', () => {
   const names = exposedNames(new ControllerMetrics().registry);
   assert.ok(names.includes('pahlevan_controller_merge_duration_seconds_bucket'));
 });
+
+test('every registered part follows the naming conventions and passes promtool', async () => {
+  const { allRegistries } = await import('../helpers/metric-registries.js');
+  for (const { part, registry } of allRegistries()) {
+    checkRegistry(registry);
+    assert.deepEqual(promtoolProblems(await registry.metrics()), [], `part ${part}`);
+  }
+});

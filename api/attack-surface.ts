@@ -238,7 +238,8 @@ function protocolOf(entry: Json): 'tcp' | 'udp' {
   return p.startsWith('udp') ? 'udp' : 'tcp';
 }
 
-const LISTEN_KINDS = /^(listen|bind|accept|ingress|inbound|server)$/i;
+// accept reports the peer, not the listening port: bind/listen carry the port the container serves on.
+const LISTEN_KINDS = /^(listen|bind|ingress|inbound|server)$/i;
 const EGRESS_KINDS = /^(connect|egress|outbound|sendto|sendmsg|client)$/i;
 
 /**

@@ -1,9 +1,13 @@
 // The `pahlevan` command line: one subcommand per job; each lives in its own module under cli/.
 import { Command } from 'commander';
 import { register as registerSurface } from './surface.js';
+import { register as registerCerts } from './certs.js';
+import { register as registerWebhook } from './webhook.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
 );
 registerSurface(program);
+registerCerts(program);
+registerWebhook(program);
 await program.parseAsync(process.argv);

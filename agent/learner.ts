@@ -212,6 +212,16 @@ export class Learner extends EventEmitter<LearnerEvents> {
     return learner;
   }
 
+  /** Attaches the programs (after detachAll; start() already attached them). */
+  async attachAll(): Promise<void> {
+    for (const prog of PROGS) await this.client.attach(OBJ, prog);
+  }
+
+  /** Detaches the programs this helper attached (benchmarks toggle them; pinned links are untouched). */
+  async detachAll(): Promise<void> {
+    for (const prog of PROGS) await this.client.detach(OBJ, prog).catch(() => undefined);
+  }
+
   watched(): bigint[] {
     return [...this.watchedIds];
   }

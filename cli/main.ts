@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { register as registerSurface } from './surface.js';
 import { register as registerCerts } from './certs.js';
 import { register as registerWebhook } from './webhook.js';
+import { register as registerRecord } from './record.js';
+import { register as registerRun } from './run.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -10,4 +12,6 @@ const program = new Command('pahlevan').description(
 registerSurface(program);
 registerCerts(program);
 registerWebhook(program);
+registerRecord(program);
+registerRun(program);
 await program.parseAsync(process.argv);

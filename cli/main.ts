@@ -1,7 +1,15 @@
 // The `pahlevan` command line: one subcommand per job; each lives in its own module under cli/.
 import { Command } from 'commander';
+import { register as registerAgent } from './agent.js';
+import { register as registerTrace } from './trace.js';
+import { register as registerStatus } from './status.js';
+import { register as registerProfile } from './profile.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
 );
+registerAgent(program);
+registerTrace(program);
+registerStatus(program);
+registerProfile(program);
 await program.parseAsync(process.argv);

@@ -4,6 +4,7 @@ import { register as registerAgent } from './agent.js';
 import { register as registerTrace } from './trace.js';
 import { register as registerStatus } from './status.js';
 import { register as registerProfile } from './profile.js';
+import { register as registerSurface } from './surface.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -12,4 +13,5 @@ registerAgent(program);
 registerTrace(program);
 registerStatus(program);
 registerProfile(program);
+registerSurface(program);
 await program.parseAsync(process.argv);

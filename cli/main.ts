@@ -5,6 +5,8 @@ import { register as registerTrace } from './trace.js';
 import { register as registerStatus } from './status.js';
 import { register as registerProfile } from './profile.js';
 import { register as registerSurface } from './surface.js';
+import { register as registerRecord } from './record.js';
+import { register as registerRun } from './run.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -14,4 +16,6 @@ registerTrace(program);
 registerStatus(program);
 registerProfile(program);
 registerSurface(program);
+registerRecord(program);
+registerRun(program);
 await program.parseAsync(process.argv);

@@ -13,6 +13,7 @@ interface AgentOptions {
   stateDir: string;
   kubeconfig?: string;
   cgroupRoot?: string;
+  pinDir: string;
   logLevel: string;
 }
 
@@ -22,10 +23,11 @@ interface AgentOptions {
  */
 async function loadPorts(
   log: pino.Logger,
+  pinDir: string,
 ): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
   try {
     const { createNodePorts } = await import('../agent/cluster/adapters.js');
-    return await createNodePorts(log);
+    return await createNodePorts(log, { pinDir });
   } catch (err) {
     log.error(
       { err: (err as Error).message },
@@ -51,6 +53,7 @@ export function register(program: Command): void {
       '/var/lib/pahlevan',
     )
     .option('--cgroup-root <dir>', 'cgroup v2 mount (default: detected)')
+    .option('--pin-dir <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/pahlevan')
     .option('--kubeconfig <file>', 'kubeconfig file (default: in-cluster)')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(
@@ -62,7 +65,7 @@ export function register(program: Command): void {
           );
         const log = pino({ level: opts.logLevel, base: { node } });
         const kubeConfig = loadKubeConfig(opts.kubeconfig);
-        const ports = await loadPorts(log);
+        const ports = await loadPorts(log, opts.pinDir);
         const agent = new ClusterAgent({
           node,
           kubeConfig,

@@ -116,7 +116,7 @@ export interface Attribution extends ContainerRef {
 
 export type BindingChange =
   | { kind: 'bound'; cgroupId: string; containerId: string }
-  | { kind: 'unbound'; cgroupId: string; containerId: string; reason: string };
+  | { kind: 'unbound'; cgroupId: string; containerId: string; reason: string; was?: Attribution };
 
 interface PodEntry {
   uid: string;
@@ -247,9 +247,10 @@ export class AttributionTable {
     const cgroupId = normaliseCgroupId(cgroupIdIn);
     const containerId = this.byCgroup.get(cgroupId);
     if (containerId === undefined) return;
+    const was = this.resolve(cgroupId);
     this.byCgroup.delete(cgroupId);
     if (this.byContainer.get(containerId) === cgroupId) this.byContainer.delete(containerId);
-    this.onChange({ kind: 'unbound', cgroupId, containerId, reason });
+    this.onChange({ kind: 'unbound', cgroupId, containerId, reason, ...(was ? { was } : {}) });
   }
 
   bindings(): { cgroupId: string; containerId: string }[] {
@@ -372,9 +373,10 @@ export class CgroupScanner {
 
 /**
  * Brings the table's bindings in line with the cgroup filesystem: binds running containers whose cgroup
- * exists, rebinds reused ids, unbinds cgroups whose directory is gone.
+ * exists, rebinds reused ids, unbinds cgroups whose directory is gone. Returns the cgroup ids of
+ * containers no pod on this node reports (yet): the kubelet posts a container's ID only after it started.
  */
-export function syncBindings(table: AttributionTable, scanned: Map<string, { cgroupId: string }>): void {
+export function syncBindings(table: AttributionTable, scanned: Map<string, { cgroupId: string }>): string[] {
   const liveCgroups = new Map<string, string>();
   for (const [containerId, { cgroupId }] of scanned) liveCgroups.set(cgroupId, containerId);
   for (const { cgroupId, containerId } of table.bindings()) {
@@ -382,6 +384,9 @@ export function syncBindings(table: AttributionTable, scanned: Map<string, { cgr
     if (live === undefined) table.unbind(cgroupId, 'cgroup removed');
     else if (live !== containerId) table.unbind(cgroupId, 'cgroup id reused');
   }
+  const unknown: string[] = [];
   for (const [containerId, { cgroupId }] of scanned)
     if (table.knowsContainer(containerId)) table.bind(cgroupId, containerId);
+    else unknown.push(cgroupId);
+  return unknown;
 }

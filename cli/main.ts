@@ -7,6 +7,8 @@ import { register as registerProfile } from './profile.js';
 import { register as registerSurface } from './surface.js';
 import { register as registerRecord } from './record.js';
 import { register as registerRun } from './run.js';
+import { register as registerCerts } from './certs.js';
+import { register as registerWebhook } from './webhook.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -18,4 +20,6 @@ registerProfile(program);
 registerSurface(program);
 registerRecord(program);
 registerRun(program);
+registerCerts(program);
+registerWebhook(program);
 await program.parseAsync(process.argv);

@@ -92,7 +92,9 @@ export function enforcementFor(
 ): { profileName: string; profile: ProfileContent; modes: Record<Layer, Mode | 'Off'> } | undefined {
   const phase = policy.status?.phase;
   if (!phase || phase === 'Learning' || phase === 'Failed') return undefined;
-  const published = (policy.status?.profiles ?? []).filter((p) => p.container === container && p.usable);
+  const published = (policy.status?.profiles ?? []).filter(
+    (p) => p.container === container && p.usable && !p.stale,
+  );
   const current = published.at(-1);
   if (!current) return undefined;
   const object = profiles.get(`${policy.metadata.namespace}/${current.profileName}`);

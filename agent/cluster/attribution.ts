@@ -8,8 +8,8 @@
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { LabelSelector, PahlevanPolicy } from '../../api/policy.js';
-import { LABEL_POLICY } from '../../api/names.js';
+import type { PahlevanPolicy } from '../../api/policy.js';
+import { selectPolicy } from '../../webhook/mutate.js';
 
 const CONTAINER_ID = /^[0-9a-f]{64}$/;
 
@@ -69,30 +69,6 @@ export function containerIdFromStatus(statusId: string | undefined): string | un
   const at = statusId.indexOf('://');
   const id = at >= 0 ? statusId.slice(at + 3) : statusId;
   return CONTAINER_ID.test(id) ? id : undefined;
-}
-
-/** Kubernetes LabelSelector semantics (an empty selector matches everything). */
-export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const req of selector.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, req.key);
-    const value = labels[req.key];
-    switch (req.operator) {
-      case 'In':
-        if (!has || !req.values?.includes(value!)) return false;
-        break;
-      case 'NotIn':
-        if (has && req.values?.includes(value!)) return false;
-        break;
-      case 'Exists':
-        if (!has) return false;
-        break;
-      case 'DoesNotExist':
-        if (has) return false;
-        break;
-    }
-  }
-  return true;
 }
 
 export function normaliseCgroupId(id: bigint | number | string): string {
@@ -276,18 +252,13 @@ export class AttributionTable {
   }
 
   /**
-   * The policy a pod belongs to: the one the webhook labelled it with if that policy exists and still
-   * selects it, otherwise the alphabetically first policy in its namespace whose selector matches.
+   * The policy a pod belongs to, decided exactly as the webhook decides it at admission (selectPolicy):
+   * the matching policy it is labelled with, else the oldest match.
    */
   policyForPod(podUid: string): PahlevanPolicy | undefined {
     const pod = this.pods.get(podUid);
     if (!pod || NEVER_MATCHED_NAMESPACES.has(pod.namespace)) return undefined;
-    const candidates = [...this.policies.values()]
-      .filter((p) => (p.metadata.namespace ?? 'default') === pod.namespace)
-      .filter((p) => selectorMatches(p.spec.selector, pod.labels))
-      .sort((a, b) => (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
-    const labelled = pod.labels[LABEL_POLICY];
-    return candidates.find((p) => p.metadata.name === labelled) ?? candidates[0];
+    return selectPolicy([...this.policies.values()], pod.namespace, pod.labels).policy;
   }
 
   private dropContainer(containerId: string, reason: string): void {

@@ -1,6 +1,7 @@
 // The `pahlevan` command line: one subcommand per job; each lives in its own module under cli/.
 import { Command } from 'commander';
 import { register as registerAgent } from './agent.js';
+import { register as registerInstall } from './install.js';
 import { register as registerTrace } from './trace.js';
 import { register as registerStatus } from './status.js';
 import { register as registerProfile } from './profile.js';
@@ -14,6 +15,7 @@ const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
 );
 registerAgent(program);
+registerInstall(program);
 registerTrace(program);
 registerStatus(program);
 registerProfile(program);

@@ -5,6 +5,11 @@ import { register as registerCerts } from './certs.js';
 import { register as registerWebhook } from './webhook.js';
 import { register as registerRecord } from './record.js';
 import { register as registerRun } from './run.js';
+import { register as registerAgent } from './agent.js';
+import { register as registerInstall } from './install.js';
+import { register as registerTrace } from './trace.js';
+import { register as registerStatus } from './status.js';
+import { register as registerProfile } from './profile.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -14,4 +19,9 @@ registerCerts(program);
 registerWebhook(program);
 registerRecord(program);
 registerRun(program);
+registerAgent(program);
+registerInstall(program);
+registerTrace(program);
+registerStatus(program);
+registerProfile(program);
 await program.parseAsync(process.argv);

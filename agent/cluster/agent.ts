@@ -21,12 +21,14 @@ import { ObservationStore, ObservationWriter, type Behaviour, type Source } from
 import { ProfileInstaller, profileFileFromObject, type ProfileFile } from './profiles.js';
 import { PahlevanObjects, WatchedCache, customObjectPath, errorMessage } from './kube.js';
 
-/** What the agent needs from the learner (agent/learner.ts); an adapter maps the real one onto it. */
+/** What the agent needs from the learner (agent/learner.ts); adapters.ts maps the real one onto it. */
 export interface LearnerPort {
-  /** Follow this cgroup: report its first-seen behaviour (including what it did before this call). */
+  /** Follow this cgroup: report its first-seen behaviour from now on. */
   watch(cgroupId: bigint): Promise<void>;
-  /** Stop following it (the container is gone or no longer belongs to a learning policy). */
+  /** Stop following it and drop what the kernel aggregated for it. */
   unwatch(cgroupId: bigint): Promise<void>;
+  /** Everything aggregated in the kernel for this cgroup so far (catches events lost or sent earlier). */
+  snapshot?(cgroupId: bigint): Promise<Behaviour[]>;
   onBehaviour(listener: (cgroupId: bigint, behaviours: Behaviour[]) => void): void;
 }
 
@@ -80,6 +82,7 @@ interface PendingBehaviour {
 const PENDING_MAX_CGROUPS = 4096;
 const PENDING_MAX_ITEMS = 2048;
 const PENDING_TTL_MS = 5 * 60_000;
+const MAX_SPECULATIVE = 1024;
 
 /** The profile a policy's container runs under, and in which modes, given the policy's phase. */
 export function enforcementFor(
@@ -89,7 +92,9 @@ export function enforcementFor(
 ): { profileName: string; profile: ProfileContent; modes: Record<Layer, Mode | 'Off'> } | undefined {
   const phase = policy.status?.phase;
   if (!phase || phase === 'Learning' || phase === 'Failed') return undefined;
-  const published = (policy.status?.profiles ?? []).filter((p) => p.container === container && p.usable);
+  const published = (policy.status?.profiles ?? []).filter(
+    (p) => p.container === container && p.usable && !p.stale,
+  );
   const current = published.at(-1);
   if (!current) return undefined;
   const object = profiles.get(`${policy.metadata.namespace}/${current.profileName}`);
@@ -123,6 +128,8 @@ export class ClusterAgent {
   private pods: V1Pod[] = [];
   private readonly pending = new Map<string, PendingBehaviour>();
   private readonly watched = new Set<string>();
+  /** Container cgroups on this node that no pod reports yet. */
+  private speculative = new Set<string>();
   private readonly applied = new Map<string, string>();
   private caches: WatchedCache<never>[] = [];
   private rescanTimer: NodeJS.Timeout | undefined;
@@ -248,14 +255,16 @@ export class ClusterAgent {
     this.rescanTimer.unref?.();
   }
 
-  /** Brings cgroup bindings in line with the filesystem. */
+  /** Brings cgroup bindings (and the learner's watch list) in line with the filesystem. */
   rescan(): void {
     if (!this.podsSynced) return;
     try {
-      syncBindings(this.table, this.scanner.scan());
+      const unknown = syncBindings(this.table, this.scanner.scan());
+      this.speculative = new Set(unknown.slice(0, MAX_SPECULATIVE));
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'scanning cgroups failed');
     }
+    this.reconcileWatches();
   }
 
   private onPolicies(list: PahlevanPolicy[]): void {
@@ -302,18 +311,18 @@ export class ClusterAgent {
     this.log.debug(change, 'cgroup binding');
     if (change.kind === 'unbound') {
       this.enqueue(change.cgroupId, async () => {
-        if (this.watched.delete(change.cgroupId)) await this.opts.learner?.unwatch(BigInt(change.cgroupId));
         if (this.applied.delete(change.cgroupId))
           await this.opts.enforcer?.apply(BigInt(change.cgroupId), undefined);
       });
-      return;
+    } else {
+      const pending = this.pending.get(change.cgroupId);
+      if (pending) {
+        this.pending.delete(change.cgroupId);
+        this.onBehaviour(BigInt(change.cgroupId), pending.behaviours);
+      }
+      this.refreshContainer(change.cgroupId);
     }
-    this.refreshContainer(change.cgroupId);
-    const pending = this.pending.get(change.cgroupId);
-    if (pending) {
-      this.pending.delete(change.cgroupId);
-      this.onBehaviour(BigInt(change.cgroupId), pending.behaviours);
-    }
+    this.reconcileWatches();
   }
 
   private enqueue(cgroupId: string, work: () => Promise<void>): void {
@@ -322,40 +331,69 @@ export class ClusterAgent {
     });
   }
 
-  /** Learner watch and enforcement state of every bound container, after policy/profile changes. */
+  /**
+   * The learner follows every bound container of a learning policy, and (speculatively) every container
+   * cgroup no pod reports yet: the kubelet posts a container's ID only after it started, and what it did
+   * meanwhile must not be lost. Everything else is unwatched and forgotten.
+   */
+  private reconcileWatches(): void {
+    const learner = this.opts.learner;
+    if (!learner) return;
+    const desired = new Set<string>(this.speculative);
+    for (const { cgroupId } of this.table.bindings()) {
+      const who = this.table.resolve(cgroupId);
+      const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
+      if (isLearning(policy)) desired.add(cgroupId);
+    }
+    for (const cgroupId of desired) {
+      if (this.watched.has(cgroupId)) continue;
+      this.watched.add(cgroupId);
+      this.enqueue(cgroupId, async () => {
+        const id = BigInt(cgroupId);
+        await learner.watch(id);
+        // What the kernel aggregated before this agent (re)started or before the binding existed.
+        if (learner.snapshot && this.table.resolve(cgroupId)) {
+          const behaviours = await learner.snapshot(id);
+          if (behaviours.length) this.onBehaviour(id, behaviours);
+        }
+      });
+    }
+    for (const cgroupId of [...this.watched]) {
+      if (desired.has(cgroupId)) continue;
+      this.watched.delete(cgroupId);
+      this.enqueue(cgroupId, () => learner.unwatch(BigInt(cgroupId)));
+    }
+  }
+
+  /** Enforcement state of every bound container, after policy/profile changes. */
   private refreshContainers(): void {
     for (const { cgroupId } of this.table.bindings()) this.refreshContainer(cgroupId);
+    this.reconcileWatches();
   }
 
   private refreshContainer(cgroupId: string): void {
+    const enforcer = this.opts.enforcer;
+    if (!enforcer) return;
     const who = this.table.resolve(cgroupId);
     const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-    const learn = !!who && isLearning(policy);
     const target = policy && who ? enforcementFor(policy, who.containerName, this.profiles) : undefined;
     const targetKey = target ? canonicalJson({ n: target.profileName, m: target.modes }) : undefined;
+    if (this.applied.get(cgroupId) === targetKey) return;
     const id = BigInt(cgroupId);
-    this.enqueue(cgroupId, async () => {
-      if (learn && !this.watched.has(cgroupId) && this.opts.learner) {
-        this.watched.add(cgroupId);
-        await this.opts.learner.watch(id);
-      } else if (!learn && this.watched.has(cgroupId)) {
-        this.watched.delete(cgroupId);
-        await this.opts.learner?.unwatch(id);
-      }
-      if (!this.opts.enforcer || this.applied.get(cgroupId) === targetKey) return;
-      if (target && who && policy) {
-        await this.opts.enforcer.apply(id, {
+    if (target && who && policy) {
+      this.applied.set(cgroupId, targetKey!);
+      this.enqueue(cgroupId, () =>
+        enforcer.apply(id, {
           namespace: who.namespace,
           policy: policy.metadata.name!,
           container: who.containerName,
           ...target,
-        });
-        this.applied.set(cgroupId, targetKey!);
-      } else if (this.applied.has(cgroupId)) {
-        await this.opts.enforcer.apply(id, undefined);
-        this.applied.delete(cgroupId);
-      }
-    });
+        }),
+      );
+    } else if (this.applied.has(cgroupId)) {
+      this.applied.delete(cgroupId);
+      this.enqueue(cgroupId, () => enforcer.apply(id, undefined));
+    }
   }
 
   private source(who: Attribution): Source | undefined {
@@ -380,7 +418,11 @@ export class ClusterAgent {
     const source = this.source(who);
     const policy = who.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
     if (!source || !isLearning(policy)) return;
-    this.store.record(source, behaviours);
+    if (this.store.record(source, behaviours))
+      this.log.debug(
+        { cgroupId, container: who.containerName, pod: who.podName, n: behaviours.length },
+        'learned',
+      );
   }
 
   private holdPending(cgroupId: string, behaviours: Behaviour[]): void {

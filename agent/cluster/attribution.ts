@@ -8,8 +8,8 @@
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { LabelSelector, PahlevanPolicy } from '../../api/policy.js';
-import { LABEL_POLICY } from '../../api/names.js';
+import type { PahlevanPolicy } from '../../api/policy.js';
+import { selectPolicy } from '../../webhook/mutate.js';
 
 const CONTAINER_ID = /^[0-9a-f]{64}$/;
 
@@ -71,30 +71,6 @@ export function containerIdFromStatus(statusId: string | undefined): string | un
   return CONTAINER_ID.test(id) ? id : undefined;
 }
 
-/** Kubernetes LabelSelector semantics (an empty selector matches everything). */
-export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const req of selector.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, req.key);
-    const value = labels[req.key];
-    switch (req.operator) {
-      case 'In':
-        if (!has || !req.values?.includes(value!)) return false;
-        break;
-      case 'NotIn':
-        if (has && req.values?.includes(value!)) return false;
-        break;
-      case 'Exists':
-        if (!has) return false;
-        break;
-      case 'DoesNotExist':
-        if (has) return false;
-        break;
-    }
-  }
-  return true;
-}
-
 export function normaliseCgroupId(id: bigint | number | string): string {
   return BigInt(id).toString(10);
 }
@@ -116,7 +92,7 @@ export interface Attribution extends ContainerRef {
 
 export type BindingChange =
   | { kind: 'bound'; cgroupId: string; containerId: string }
-  | { kind: 'unbound'; cgroupId: string; containerId: string; reason: string };
+  | { kind: 'unbound'; cgroupId: string; containerId: string; reason: string; was?: Attribution };
 
 interface PodEntry {
   uid: string;
@@ -247,9 +223,10 @@ export class AttributionTable {
     const cgroupId = normaliseCgroupId(cgroupIdIn);
     const containerId = this.byCgroup.get(cgroupId);
     if (containerId === undefined) return;
+    const was = this.resolve(cgroupId);
     this.byCgroup.delete(cgroupId);
     if (this.byContainer.get(containerId) === cgroupId) this.byContainer.delete(containerId);
-    this.onChange({ kind: 'unbound', cgroupId, containerId, reason });
+    this.onChange({ kind: 'unbound', cgroupId, containerId, reason, ...(was ? { was } : {}) });
   }
 
   bindings(): { cgroupId: string; containerId: string }[] {
@@ -275,18 +252,13 @@ export class AttributionTable {
   }
 
   /**
-   * The policy a pod belongs to: the one the webhook labelled it with if that policy exists and still
-   * selects it, otherwise the alphabetically first policy in its namespace whose selector matches.
+   * The policy a pod belongs to, decided exactly as the webhook decides it at admission (selectPolicy):
+   * the matching policy it is labelled with, else the oldest match.
    */
   policyForPod(podUid: string): PahlevanPolicy | undefined {
     const pod = this.pods.get(podUid);
     if (!pod || NEVER_MATCHED_NAMESPACES.has(pod.namespace)) return undefined;
-    const candidates = [...this.policies.values()]
-      .filter((p) => (p.metadata.namespace ?? 'default') === pod.namespace)
-      .filter((p) => selectorMatches(p.spec.selector, pod.labels))
-      .sort((a, b) => (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
-    const labelled = pod.labels[LABEL_POLICY];
-    return candidates.find((p) => p.metadata.name === labelled) ?? candidates[0];
+    return selectPolicy([...this.policies.values()], pod.namespace, pod.labels).policy;
   }
 
   private dropContainer(containerId: string, reason: string): void {
@@ -372,9 +344,10 @@ export class CgroupScanner {
 
 /**
  * Brings the table's bindings in line with the cgroup filesystem: binds running containers whose cgroup
- * exists, rebinds reused ids, unbinds cgroups whose directory is gone.
+ * exists, rebinds reused ids, unbinds cgroups whose directory is gone. Returns the cgroup ids of
+ * containers no pod on this node reports (yet): the kubelet posts a container's ID only after it started.
  */
-export function syncBindings(table: AttributionTable, scanned: Map<string, { cgroupId: string }>): void {
+export function syncBindings(table: AttributionTable, scanned: Map<string, { cgroupId: string }>): string[] {
   const liveCgroups = new Map<string, string>();
   for (const [containerId, { cgroupId }] of scanned) liveCgroups.set(cgroupId, containerId);
   for (const { cgroupId, containerId } of table.bindings()) {
@@ -382,6 +355,9 @@ export function syncBindings(table: AttributionTable, scanned: Map<string, { cgr
     if (live === undefined) table.unbind(cgroupId, 'cgroup removed');
     else if (live !== containerId) table.unbind(cgroupId, 'cgroup id reused');
   }
+  const unknown: string[] = [];
   for (const [containerId, { cgroupId }] of scanned)
     if (table.knowsContainer(containerId)) table.bind(cgroupId, containerId);
+    else unknown.push(cgroupId);
+  return unknown;
 }

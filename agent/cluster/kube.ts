@@ -17,8 +17,14 @@ import { OBSERVATION_PLURAL, type PahlevanNodeObservation } from '../../api/obse
 
 export function loadKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
+  try {
+    if (path) kc.loadFromFile(path);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new Error(
+      `cannot load kubeconfig ${path ?? '(default)'}: ${(err as Error).message}. Pass --kubeconfig FILE or set KUBECONFIG.`,
+    );
+  }
   if (!kc.getCurrentCluster())
     throw new Error(
       'no Kubernetes cluster configured: pass --kubeconfig FILE, set KUBECONFIG, or run inside a cluster',

@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { localhostProfilePath, SECCOMP_SUBDIR } from '../../api/names.js';
-import { PahlevanProfile, profileContentHash } from '../../api/profile.js';
+import { PROFILE_KIND, ProfileSpec, profileContentHash } from '../../api/profile.js';
 import { formatIssue } from '../../api/policy.js';
 
 export interface ProfileFile {
@@ -37,10 +37,18 @@ export interface ProfileFile {
  * names give (the kubelet will look there).
  */
 export function profileFileFromObject(object: unknown): ProfileFile {
-  const parsed = PahlevanProfile.safeParse(object);
+  const o = object as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown }; spec?: unknown };
+  if (o?.kind !== PROFILE_KIND)
+    throw new Error(`invalid PahlevanProfile: kind is ${JSON.stringify(o?.kind)}`);
+  // Object names carry dots (<policy>.<container>.<hash>): only the spec is checked against the schema.
+  const parsed = ProfileSpec.safeParse(o.spec);
   if (!parsed.success)
     throw new Error(`invalid PahlevanProfile: ${parsed.error.issues.map(formatIssue).join('; ')}`);
-  const { metadata, spec } = parsed.data;
+  const spec = parsed.data;
+  const metadata = {
+    name: String(o.metadata?.name ?? ''),
+    namespace: o.metadata?.namespace as string | undefined,
+  };
   const namespace = metadata.namespace ?? 'default';
   const hash = profileContentHash(spec);
   if (hash !== spec.hash)

@@ -10,7 +10,6 @@ import {
   cgroupV2PathFromProcFile,
   containerFromCgroupPath,
   containerIdFromStatus,
-  selectorMatches,
   syncBindings,
   type BindingChange,
 } from '../../agent/cluster/attribution.js';
@@ -61,24 +60,6 @@ test('status container IDs lose their runtime scheme and must be 64 hex', () => 
   assert.equal(containerIdFromStatus(`cri-o://${B}`), B);
   assert.equal(containerIdFromStatus('containerd://../../etc'), undefined);
   assert.equal(containerIdFromStatus(undefined), undefined);
-});
-
-test('label selectors follow Kubernetes semantics', () => {
-  const labels = { app: 'web', tier: 'front' };
-  assert.ok(selectorMatches({}, labels));
-  assert.ok(selectorMatches({ matchLabels: { app: 'web' } }, labels));
-  assert.ok(!selectorMatches({ matchLabels: { app: 'db' } }, labels));
-  assert.ok(
-    selectorMatches({ matchExpressions: [{ key: 'tier', operator: 'In', values: ['front', 'x'] }] }, labels),
-  );
-  assert.ok(
-    !selectorMatches({ matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['front'] }] }, labels),
-  );
-  assert.ok(
-    selectorMatches({ matchExpressions: [{ key: 'zone', operator: 'NotIn', values: ['a'] }] }, labels),
-  );
-  assert.ok(!selectorMatches({ matchExpressions: [{ key: 'zone', operator: 'Exists' }] }, labels));
-  assert.ok(selectorMatches({ matchExpressions: [{ key: 'zone', operator: 'DoesNotExist' }] }, labels));
 });
 
 function policy(name: string, namespace: string, matchLabels: Record<string, string>): PahlevanPolicy {

@@ -1,9 +1,13 @@
 // The `pahlevan` command line: one subcommand per job; each lives in its own module under cli/.
 import { Command } from 'commander';
+import { register as registerRecord } from './record.js';
+import { register as registerRun } from './run.js';
 import { register as registerSurface } from './surface.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
 );
+registerRecord(program);
+registerRun(program);
 registerSurface(program);
 await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 // The `pahlevan` command line: one subcommand per job; each lives in its own module under cli/.
 import { Command } from 'commander';
 import { register as registerCerts } from './certs.js';
+import { register as registerDemo } from './demo.js';
 import { register as registerRecord } from './record.js';
 import { register as registerRun } from './run.js';
 import { register as registerSurface } from './surface.js';
@@ -14,4 +15,5 @@ registerWebhook(program);
 registerRecord(program);
 registerRun(program);
 registerSurface(program);
+registerDemo(program);
 await program.parseAsync(process.argv);

@@ -10,6 +10,7 @@ import { register as registerInstall } from './install.js';
 import { register as registerTrace } from './trace.js';
 import { register as registerStatus } from './status.js';
 import { register as registerProfile } from './profile.js';
+import { register as registerDemo } from './demo.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -24,4 +25,6 @@ registerInstall(program);
 registerTrace(program);
 registerStatus(program);
 registerProfile(program);
+registerSurface(program);
+registerDemo(program);
 await program.parseAsync(process.argv);

@@ -25,6 +25,5 @@ registerInstall(program);
 registerTrace(program);
 registerStatus(program);
 registerProfile(program);
-registerSurface(program);
 registerDemo(program);
 await program.parseAsync(process.argv);

@@ -243,6 +243,8 @@ export interface EnforcerOptions {
   forceFanotify?: boolean;
   /** Skip BPF-LSM entirely (e.g. known missing). */
   skipLsm?: boolean;
+  /** Load only these layers (benchmarks); default all. */
+  only?: Layer[];
 }
 
 export interface EnforcerEvents {
@@ -286,40 +288,56 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
 
   private async probe(options: EnforcerOptions): Promise<void> {
     const why = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+    const wanted = (l: Layer): boolean => !options.only || options.only.includes(l);
+    const notWanted = (layer: Layer): void =>
+      void this.states.set(layer, { layer, active: false, mechanism: 'none', reason: 'not requested' });
     // syscalls: seccomp is the runtime's; we add exact denial counting.
-    try {
-      await this.client.open(SW_OBJ, bpfObjectPath('seccomp_watch'));
-      await this.client.attach(SW_OBJ, 'sw_sys_enter');
-      await this.client.attach(SW_OBJ, 'sw_sys_exit');
-      await this.client.ringbuf(SW_OBJ, 'sw_events');
-      this.swActive = true;
-      this.states.set('syscalls', { layer: 'syscalls', active: true, mechanism: 'seccomp + seccomp_watch' });
-    } catch (err) {
-      this.states.set('syscalls', {
-        layer: 'syscalls',
-        active: true,
-        mechanism: 'seccomp',
-        reason: `denials are not counted: seccomp_watch did not load: ${why(err)}`,
-      });
-    }
+    if (!wanted('syscalls')) notWanted('syscalls');
+    else
+      try {
+        await this.client.open(SW_OBJ, bpfObjectPath('seccomp_watch'));
+        await this.client.attach(SW_OBJ, 'sw_sys_enter');
+        await this.client.attach(SW_OBJ, 'sw_sys_exit');
+        await this.client.ringbuf(SW_OBJ, 'sw_events');
+        this.swActive = true;
+        this.states.set('syscalls', {
+          layer: 'syscalls',
+          active: true,
+          mechanism: 'seccomp + seccomp_watch',
+        });
+      } catch (err) {
+        this.states.set('syscalls', {
+          layer: 'syscalls',
+          active: true,
+          mechanism: 'seccomp',
+          reason: `denials are not counted: seccomp_watch did not load: ${why(err)}`,
+        });
+      }
     // network: load the object (all programs verified), attach the socket hooks above the containers.
-    try {
-      await this.client.open(NP_OBJ, bpfObjectPath('netpolicy'));
-      mkdirSync(options.cgroupAttachDir, { recursive: true });
-      for (const prog of NET_PROGS) await this.client.attachCgroup(NP_OBJ, prog, options.cgroupAttachDir);
-      await this.client.ringbuf(NP_OBJ, 'np_events');
-      this.netActive = true;
-      this.states.set('network', { layer: 'network', active: true, mechanism: 'cgroup socket hooks + tc' });
-    } catch (err) {
-      this.states.set('network', {
-        layer: 'network',
-        active: false,
-        mechanism: 'cgroup socket hooks + tc',
-        reason: why(err),
-      });
-    }
+    if (!wanted('network')) notWanted('network');
+    else
+      try {
+        await this.client.open(NP_OBJ, bpfObjectPath('netpolicy'));
+        mkdirSync(options.cgroupAttachDir, { recursive: true });
+        for (const prog of NET_PROGS) await this.client.attachCgroup(NP_OBJ, prog, options.cgroupAttachDir);
+        await this.client.ringbuf(NP_OBJ, 'np_events');
+        this.netActive = true;
+        this.states.set('network', { layer: 'network', active: true, mechanism: 'cgroup socket hooks + tc' });
+      } catch (err) {
+        this.states.set('network', {
+          layer: 'network',
+          active: false,
+          mechanism: 'cgroup socket hooks + tc',
+          reason: why(err),
+        });
+      }
     // files and execs: BPF-LSM if this kernel runs it, else fanotify.
     let lsmReason = 'skipped';
+    if (!wanted('files') && !wanted('execs')) {
+      notWanted('files');
+      notWanted('execs');
+      return;
+    }
     if (!options.skipLsm && !options.forceFanotify) {
       try {
         await this.client.open(LSM_OBJ, bpfObjectPath('lsm'));

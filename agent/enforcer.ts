@@ -396,7 +396,18 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
       const files = resolveEntries(policy.files, 'file', root, target.binds);
       const execs = resolveEntries(policy.execs, 'exec', root, target.binds);
       missingPaths.push(...files.missing, ...execs.missing);
-      const allow = [...files.allow, ...execs.allow];
+      // The runtime's own init re-executes and re-reads its binary inside the container's cgroup (runc
+      // copies or bind-mounts /proc/self/exe): the runtime is trusted, whatever the recording saw.
+      const runtime = resolveEntries(
+        runtimeBinaries().map((path) => ({ path, subtree: false, reason: 'rule' as const })),
+        'exec',
+      ).allow;
+      const allow = [
+        ...files.allow,
+        ...execs.allow,
+        ...runtime,
+        ...runtime.map((e) => ({ ...e, kind: 'file' as const })),
+      ];
       if (this.fileMechanism === 'bpf-lsm') {
         writes.push(...planLsm({ cgid, fileMode: m.files, execMode: m.execs, allow }));
       } else {
@@ -432,10 +443,15 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
   }
 
   /** Filters new inbound flows on an interface for a container (tcx, else clsact); returns how. */
-  async attachInterface(cgroupId: bigint, ifname: string, direction: 'ingress' | 'egress'): Promise<string> {
+  async attachInterface(
+    cgroupId: bigint,
+    ifname: string,
+    direction: 'ingress' | 'egress',
+    knownIfindex?: number,
+  ): Promise<string> {
     if (!this.netActive)
       throw new Error(`network layer is not active: ${this.states.get('network')?.reason}`);
-    const ifindex = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim());
+    const ifindex = knownIfindex ?? Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim());
     const w = npInterfaceWrite(ifindex, cgroupId);
     await this.client.mapUpdate(w.obj, w.map, w.key, w.value);
     return this.client.attachTc(NP_OBJ, 'np_tc_ingress', ifname, direction);
@@ -604,6 +620,17 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
       container: this.name(cgid),
     });
   }
+}
+
+/** Container runtimes on this host (their init runs inside the container's cgroup before the command). */
+export function runtimeBinaries(): string[] {
+  const found: string[] = [];
+  for (const dir of (
+    process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  ).split(':'))
+    for (const name of ['runc', 'crun'])
+      if (dir && existsSync(join(dir, name)) && !found.includes(join(dir, name))) found.push(join(dir, name));
+  return found;
 }
 
 function activeLsms(): string | undefined {

@@ -3,11 +3,11 @@
 // runs; never-made syscalls get EPERM; concurrent recordings stay apart; a restarted agent loses nothing.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { OciSeccompProfile } from '../../api/seccomp.js';
-import { runContainer, startContainer, type Runtime } from '../../agent/container.js';
-import { Learner, type FileEvent } from '../../agent/learner.js';
+import { cgroup2Root, runContainer, startContainer, type Runtime } from '../../agent/container.js';
+import { Learner, cgroupIdOf, type FileEvent } from '../../agent/learner.js';
 import { buildSeccompProfile } from '../../agent/profile.js';
 import { startRecording, type RecordResult } from '../../agent/recorder.js';
 import { syscallNumber } from '../../agent/syscall-table.js';
@@ -232,6 +232,35 @@ describe('concurrent recordings', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('watch slots', () => {
+  it('a cgroup whose direct-mapped slot is taken is learned through the overflow hash', async () => {
+    const { root } = cgroup2Root();
+    const dir = `${root}/pvt-learner-slot-${process.pid}`;
+    mkdirSync(dir);
+    const id = cgroupIdOf(dir);
+    const squatter = id + 8192n; // same slot (cgid % 8192), watched first
+    try {
+      await learner.watch(squatter);
+      await learner.watch(id, { requireSeccomp: true });
+      const sysinfo = syscallNumber('sysinfo')!;
+      const r = spawnSync('sh', [
+        '-c',
+        `echo $$ > ${dir}/cgroup.procs && exec ${LOOP} nr=${sysinfo} 1 --seccomp`,
+      ]);
+      assert.equal(r.status, 0);
+      assert.ok((await learner.syscallNames(id)).includes('sysinfo'), 'learned through the hash');
+      assert.deepEqual(await learner.syscallNames(squatter), [], 'the squatter learned nothing');
+      const learned = await learner.unwatch(id);
+      assert.ok(learned.includes(sysinfo));
+      assert.deepEqual(await learner.syscallNames(id), []);
+    } finally {
+      await learner.forget(squatter);
+      await learner.forget(id);
+      rmdirSync(dir);
     }
   });
 });

@@ -34,6 +34,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -450,6 +451,15 @@ static void *listen_loop(void *arg)
 }
 
 /* ---------- commands ---------- */
+
+/* A terminal's Ctrl-C reaches the whole process group: the helper must outlive it so the agent can
+ * still read its counters and answer pending permission events; the agent ends the helper by closing
+ * its stdin. (Runs at load: fanotify.c is linked into pahlevan-bpfd.) */
+__attribute__((constructor)) static void ignore_terminal_signals(void)
+{
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+}
 
 static int start(void)
 {

@@ -60,8 +60,20 @@ export async function createNodePorts(
 ): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
   const { Learner } = await import('../learner.js');
   const learner = await Learner.start(options.pinDir ? { pinDir: options.pinDir } : {});
+  // The enforcer shares the learner's helper; a node where it cannot start still learns.
+  const { Enforcer } = await import('../enforcer.js');
+  const { enforcerPort } = await import('../enforcer-port.js');
+  const { cgroup2Root } = await import('../container.js');
+  const enforcer = await Enforcer.start({
+    client: learner.client,
+    cgroupAttachDir: cgroup2Root().root,
+  }).catch((err: Error) => {
+    log.error({ err: err.message }, 'enforcer did not start: no enforcement on this node');
+    return undefined;
+  });
   return {
     learner: learnerPort(learner, log),
+    ...(enforcer ? { enforcer: enforcerPort(enforcer) } : {}),
     close: () => learner.stop(),
   };
 }

@@ -53,7 +53,6 @@ function makeObservations(): ObservationSpec[] {
 }
 
 function baselinePass(observations: ObservationSpec[]): number {
-  let mergeCpuMs = Infinity;
   let items = 0;
   for (const o of observations)
     for (const c of o.containers) {

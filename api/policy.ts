@@ -219,6 +219,12 @@ export const PublishedProfile = z.object({
   nodesReady: z.number().int(),
   usable: z.boolean().describe('Installed on every ready node: the webhook may attach it.'),
   stale: z.boolean().optional().describe('The container image changed since it was learned.'),
+  withinRuntimeDefault: z
+    .boolean()
+    .optional()
+    .describe(
+      'Every syscall the profile allows is also allowed by the runtime default profile, so it may replace RuntimeDefault without weakening it.',
+    ),
 });
 
 export const LearningProgress = z.object({

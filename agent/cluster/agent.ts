@@ -241,6 +241,16 @@ export class ClusterAgent {
     this.store.persist();
   }
 
+  /**
+   * Rescans the cgroup tree now and waits until the learner/enforcer calls it caused are done. The
+   * periodic rescan does the same; a runtime hook (or a test standing in for one) calls this between
+   * creating a container's cgroup and starting it, so nothing it does escapes the learner.
+   */
+  async sync(): Promise<void> {
+    this.rescan();
+    await this.chain;
+  }
+
   /** Writes pending observations now (tests, shutdown). */
   async flush(): Promise<void> {
     await this.writer.flush();

@@ -17,6 +17,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFMT 00170000
 #define S_IFREG 0100000
 #define FMODE_EXEC 0x20
+#define __FMODE_EXEC 0x20 /* in f_flags: set by do_open_execat on every kernel; f_mode has it only on some */
 
 #define LSM_ALLOW_FILE 1    /* this inode */
 #define LSM_ALLOW_SUBTREE 2 /* everything below this directory */
@@ -205,7 +206,7 @@ int BPF_PROG(pv_file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	if (BPF_CORE_READ(file, f_mode) & FMODE_EXEC)
+	if ((BPF_CORE_READ(file, f_flags) & __FMODE_EXEC) || (BPF_CORE_READ(file, f_mode) & FMODE_EXEC))
 		return 0; /* the binary or its ELF interpreter being loaded: judged as an exec */
 	return judge(LSM_KIND_FILE, file);
 }

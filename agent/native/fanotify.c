@@ -14,7 +14,13 @@
 //
 // Commands (see fan_command):
 //   fan_init                                   -> ok            start the listener (idempotent)
+//   fan_hostfs                                 -> ok <fs> <mounts> mark every file-bearing filesystem of this
+//                                                               mount namespace, ignoring its own mounts: only
+//                                                               other mount namespaces' mounts (containers'
+//                                                               bind mounts, made later) report. Race-free:
+//                                                               done before a container exists.
 //   fan_watch <cgid> <pid>                     -> ok <mounts>   mark the mounts of <pid>'s mount namespace
+//                                                               (its own tmpfs etc., which fan_hostfs cannot see)
 //   fan_mode <cgid> <fileMode> <execMode>      -> ok            0 off, 1 monitor, 2 enforce, 3 alert
 //   fan_allow <cgid> <kind>:<dev>:<ino>:<flags> ... -> ok <n> kind 1 file, 2 exec; flags 1 this inode,
 //                                                               2 subtree; dev is the kernel's major<<20|minor
@@ -94,6 +100,7 @@ static char cgroup2_root[PATH_MAX] = "";
 static char *line_queue[LINE_QUEUE];
 static unsigned line_head, line_count;
 static uint64_t lines_lost;
+static uint64_t events_total;
 
 /* ---------- tables (callers hold lock) ---------- */
 
@@ -432,6 +439,7 @@ static void *listen_loop(void *arg)
 		for (; FAN_EVENT_OK(md, len); md = FAN_EVENT_NEXT(md, len)) {
 			if (md->vers != FANOTIFY_METADATA_VERSION || md->fd < 0)
 				continue;
+			__atomic_add_fetch(&events_total, 1, __ATOMIC_RELAXED);
 			struct fanotify_response resp = { .fd = md->fd, .response = judge(md) };
 			if (write(fan_fd, &resp, sizeof(resp)) < 0) {
 				/* the opener is gone; nothing to answer */
@@ -491,6 +499,46 @@ static bool skipped_mount(const char *mountpoint, const char *fstype)
 			return true;
 	return strcmp(mountpoint, "/dev") == 0 || strncmp(mountpoint, "/dev/", 5) == 0 ||
 	       strncmp(mountpoint, "/proc/", 6) == 0 || strncmp(mountpoint, "/sys/", 5) == 0;
+}
+
+/* Marks the filesystems of this mount namespace (FAN_MARK_FILESYSTEM) and puts an ignore mask on each of
+ * its mounts: opens through our own mounts stay silent, opens through any other mount of the same
+ * filesystems (a container's bind mounts) report. */
+static int mark_host_filesystems(int *filesystems, int *mounts)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	char line[4096], seen[256][32];
+	int nseen = 0, err = 0;
+	*filesystems = *mounts = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[PATH_MAX], fstype[64], devid[32];
+		char *sep = strstr(line, " - ");
+		if (!sep || sscanf(line, "%*s %*s %31s %*s %4095s", devid, mp) != 2 || sscanf(sep + 3, "%63s", fstype) != 1)
+			continue;
+		if (skipped_mount(mp, fstype) || strcmp(fstype, "tmpfs") == 0 || strchr(mp, '\\'))
+			continue;
+		/* Ignore first, so that no host open reports in between. */
+		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+				  FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM, AT_FDCWD, mp) == 0)
+			(*mounts)++;
+		else
+			continue;
+		bool known = false;
+		for (int i = 0; i < nseen; i++)
+			known = known || strcmp(seen[i], devid) == 0;
+		if (known || nseen == 256)
+			continue;
+		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM, AT_FDCWD, mp) == 0) {
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", devid);
+			(*filesystems)++;
+		} else if (!err) {
+			err = -errno;
+		}
+	}
+	fclose(f);
+	return *filesystems ? 0 : (err ? err : -ENOENT);
 }
 
 /* Marks every file-bearing mount of pid's mount namespace; returns how many or -errno. */
@@ -554,6 +602,19 @@ int fan_command(const char *id, const char *cmd, char *args)
 	}
 	if (fan_fd < 0) {
 		bpfd_reply(id, "err %d %s: run fan_init first", ENOTCONN, cmd);
+		return 0;
+	}
+	if (strcmp(cmd, "fan_hostfs") == 0) {
+		int filesystems, mounts;
+		int err = mark_host_filesystems(&filesystems, &mounts);
+		if (err)
+			bpfd_reply(id, "err %d fan_hostfs: fanotify_mark(FAN_MARK_FILESYSTEM): %s", -err, strerror(-err));
+		else
+			bpfd_reply(id, "ok %d %d", filesystems, mounts);
+		return 0;
+	}
+	if (strcmp(cmd, "fan_events") == 0) {
+		bpfd_reply(id, "ok %" PRIu64, __atomic_load_n(&events_total, __ATOMIC_RELAXED));
 		return 0;
 	}
 	if (!a1 || parse_u64(a1, &cgid) || cgid == 0) {

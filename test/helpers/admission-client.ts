@@ -14,7 +14,13 @@ export interface AdmissionTarget {
 }
 
 interface Reply {
-  response: { uid: string; allowed: boolean; patch?: string; patchType?: string; status?: { message?: string } };
+  response: {
+    uid: string;
+    allowed: boolean;
+    patch?: string;
+    patchType?: string;
+    status?: { message?: string };
+  };
 }
 
 function post(target: AdmissionTarget, path: string, body: unknown): Promise<Reply> {
@@ -37,7 +43,8 @@ function post(target: AdmissionTarget, path: string, body: unknown): Promise<Rep
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) return reject(new Error(`webhook ${path} answered ${res.statusCode}: ${text}`));
+          if (res.statusCode !== 200)
+            return reject(new Error(`webhook ${path} answered ${res.statusCode}: ${text}`));
           resolve(JSON.parse(text) as Reply);
         });
       },
@@ -47,7 +54,12 @@ function post(target: AdmissionTarget, path: string, body: unknown): Promise<Rep
   });
 }
 
-function review(kind: { group: string; version: string; kind: string }, resource: string, namespace: string, object: unknown) {
+function review(
+  kind: { group: string; version: string; kind: string },
+  resource: string,
+  namespace: string,
+  object: unknown,
+) {
   const uid = randomUUID();
   return {
     uid,
@@ -77,7 +89,12 @@ export async function admitPod<T extends { metadata?: { namespace?: string } }>(
   target: AdmissionTarget,
   pod: T,
 ): Promise<T> {
-  const { uid, body } = review({ group: '', version: 'v1', kind: 'Pod' }, 'pods', pod.metadata?.namespace ?? 'default', pod);
+  const { uid, body } = review(
+    { group: '', version: 'v1', kind: 'Pod' },
+    'pods',
+    pod.metadata?.namespace ?? 'default',
+    pod,
+  );
   const reply = await post(target, '/mutate-pods', body);
   if (reply.response.uid !== uid) throw new Error('webhook answered another request uid');
   if (!reply.response.allowed) throw new Error(`pod refused: ${reply.response.status?.message}`);
@@ -87,7 +104,10 @@ export async function admitPod<T extends { metadata?: { namespace?: string } }>(
 }
 
 /** Runs a PahlevanPolicy CREATE through /validate-policies; throws with the webhook's message if refused. */
-export async function validatePolicy(target: AdmissionTarget, policy: { metadata?: { namespace?: string } }): Promise<void> {
+export async function validatePolicy(
+  target: AdmissionTarget,
+  policy: { metadata?: { namespace?: string } },
+): Promise<void> {
   const { body } = review(
     { group: 'pahlevan.io', version: 'v1alpha1', kind: 'PahlevanPolicy' },
     'pahlevanpolicies',

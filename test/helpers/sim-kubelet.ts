@@ -55,17 +55,25 @@ export class SimKubelet {
       const uid = pod.metadata?.uid;
       if (!uid || this.started.has(uid) || this.stopped) continue;
       this.started.add(uid);
-      this.work.push(this.runPod(pod).catch((err: Error) => console.error(`sim-kubelet ${this.node}: ${err.message}`)));
+      this.work.push(
+        this.runPod(pod).catch((err: Error) => console.error(`sim-kubelet ${this.node}: ${err.message}`)),
+      );
     }
   }
 
-  private seccompFor(pod: V1Pod, index: number): { profile?: OciSeccompProfile; path?: string; error?: string } {
+  private seccompFor(
+    pod: V1Pod,
+    index: number,
+  ): { profile?: OciSeccompProfile; path?: string; error?: string } {
     const c = pod.spec!.containers[index]!;
     const sp = c.securityContext?.seccompProfile ?? pod.spec?.securityContext?.seccompProfile;
     if (!sp || sp.type !== 'Localhost') return {};
     const path = join(this.kubeletRoot, 'seccomp', sp.localhostProfile ?? '');
     try {
-      return { profile: JSON.parse(readFileSync(path, 'utf8')) as OciSeccompProfile, path: sp.localhostProfile! };
+      return {
+        profile: JSON.parse(readFileSync(path, 'utf8')) as OciSeccompProfile,
+        path: sp.localhostProfile!,
+      };
     } catch (err) {
       return { error: `failed to load seccomp profile ${path}: ${(err as Error).message}` };
     }
@@ -98,7 +106,10 @@ export class SimKubelet {
       const base = { name: c.name, image: c.image ?? '', imageID: '', ready: false, restartCount: 0 };
       const seccomp = this.seccompFor(pod, i);
       if (seccomp.error) {
-        statuses.push({ ...base, state: { waiting: { reason: 'CreateContainerError', message: seccomp.error } } });
+        statuses.push({
+          ...base,
+          state: { waiting: { reason: 'CreateContainerError', message: seccomp.error } },
+        });
         continue;
       }
       const containerId = randomBytes(32).toString('hex');
@@ -140,7 +151,11 @@ export class SimKubelet {
       });
     }
     const failed = statuses.some((s) => s.state?.waiting);
-    await this.setStatuses(pod, statuses, failed && statuses.every((s) => s.state?.waiting) ? 'Pending' : 'Running');
+    await this.setStatuses(
+      pod,
+      statuses,
+      failed && statuses.every((s) => s.state?.waiting) ? 'Pending' : 'Running',
+    );
   }
 
   containersOf(pod: string): RunningContainer[] {

@@ -108,7 +108,7 @@ test('trace start creates a learning policy; a second start and a stop of nothin
   const stop = await run(['trace', 'stop', 'trace-app-web', '--kubeconfig', kubeconfig]);
   assert.equal(stop.code, 0, stop.stderr);
   const stopped = api.getObject('pahlevan.io', 'pahlevanpolicies', 'shop', 'trace-app-web')!;
-  assert.ok((stopped.metadata.annotations as Record<string, string>)['pahlevan.io/stop-learning']);
+  assert.ok((stopped.metadata.annotations as Record<string, string>)['pahlevan.io/end-learning']);
 });
 
 test('status and profile get show what the controller published', async () => {

@@ -113,10 +113,25 @@ export class SimKubelet {
         continue;
       }
       const containerId = randomBytes(32).toString('hex');
+      // hostPath volumes become bind mounts (the only volume kind tests need).
+      const mounts = (c.volumeMounts ?? []).flatMap((m) => {
+        const hostPath = pod.spec?.volumes?.find((v) => v.name === m.name)?.hostPath?.path;
+        return hostPath
+          ? [
+              {
+                destination: m.mountPath,
+                type: 'bind',
+                source: hostPath,
+                options: ['rbind', m.readOnly ? 'ro' : 'rw'],
+              },
+            ]
+          : [];
+      });
       const container = await startContainer({
         runtime: 'runc',
         id: containerId,
         command: [...(c.command ?? []), ...(c.args ?? [])],
+        mounts,
         ...(seccomp.profile ? { seccomp: seccomp.profile } : {}),
         beforeStart: () => this.beforeStart(),
       });

@@ -22,9 +22,9 @@ import { startWebhookServer } from '../../webhook/server.js';
 import { ClusterPolicySource } from '../../webhook/policy-cache.js';
 import { ClusterAgent } from '../../agent/cluster/agent.js';
 import { createNodePorts } from '../../agent/cluster/adapters.js';
+import { Learner } from '../../agent/learner.js';
 import { CgroupScanner, detectCgroupV2Root } from '../../agent/cluster/attribution.js';
 import type { PahlevanNodeObservation } from '../../api/observation.js';
-import type { PahlevanPolicy } from '../../api/policy.js';
 
 const NS = 'shop';
 const SERVICE = 'pahlevan-webhook.pahlevan-system.svc';
@@ -128,8 +128,10 @@ test('learn on two nodes, publish, attach, enforce, self-heal', { timeout: 300_0
           .replace(`127.0.0.1:${api.port}`, `127.0.0.1:${node === 'n2' ? proxy.port : api.port}`),
       );
       const logger = debug?.(node);
+      const pinDir = `/sys/fs/bpf/pahlevan-e2e-${node}-${process.pid}`;
+      cleanups.push(async () => Learner.removePins(pinDir));
       const ports = await createNodePorts(logger ?? { info() {}, warn() {}, error() {}, debug() {} }, {
-        pinDir: `/sys/fs/bpf/pahlevan-e2e-${node}-${process.pid}`,
+        pinDir,
         cgroupAttachDir: join(detectCgroupV2Root(), 'pahlevan'),
       });
       cleanups.push(() => ports.close());

@@ -1,7 +1,9 @@
 // Every CustomResourceDefinition Pahlevan installs. `npm run gen:crd` renders this list into manifests/crds/;
 // other parts add their own kinds (e.g. PahlevanProfile, PahlevanNodeObservation) by appending an entry.
 import type { z } from 'zod';
-import { PahlevanPolicy, POLICY_KIND, POLICY_PLURAL } from './policy.js';
+import { GROUP, VERSION, PahlevanPolicy, POLICY_KIND, POLICY_PLURAL } from './policy.js';
+import { OBSERVATION_KIND, OBSERVATION_PLURAL, PahlevanNodeObservation } from './observation.js';
+import { PROFILE_KIND, PROFILE_PLURAL, PahlevanProfile } from './profile.js';
 
 export interface PrinterColumn {
   name: string;
@@ -13,6 +15,8 @@ export interface PrinterColumn {
 }
 
 export interface CrdDefinition {
+  group: string;
+  version: string;
   kind: string;
   plural: string;
   singular: string;
@@ -27,6 +31,8 @@ export interface CrdDefinition {
 }
 
 export const policyCrd: CrdDefinition = {
+  group: GROUP,
+  version: VERSION,
   kind: POLICY_KIND,
   plural: POLICY_PLURAL,
   singular: 'pahlevanpolicy',
@@ -60,4 +66,46 @@ export const policyCrd: CrdDefinition = {
   ],
 };
 
-export const CRDS: CrdDefinition[] = [policyCrd];
+export const observationCrd: CrdDefinition = {
+  group: GROUP,
+  version: VERSION,
+  kind: OBSERVATION_KIND,
+  plural: OBSERVATION_PLURAL,
+  singular: 'pahlevannodeobservation',
+  shortNames: ['pno'],
+  categories: ['pahlevan'],
+  scope: 'Namespaced',
+  description: "One node's observations for one policy, written only by that node's agent.",
+  schema: PahlevanNodeObservation,
+  statusSubresource: false,
+  printerColumns: [
+    { name: 'Node', type: 'string', jsonPath: '.spec.node' },
+    { name: 'Policy', type: 'string', jsonPath: '.spec.policy' },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ],
+};
+
+export const profileCrd: CrdDefinition = {
+  group: GROUP,
+  version: VERSION,
+  kind: PROFILE_KIND,
+  plural: PROFILE_PLURAL,
+  singular: 'pahlevanprofile',
+  shortNames: ['ppr'],
+  categories: ['pahlevan'],
+  scope: 'Namespaced',
+  description: 'An immutable, content-addressed profile published for one container of a policy.',
+  schema: PahlevanProfile,
+  statusSubresource: false,
+  printerColumns: [
+    { name: 'Policy', type: 'string', jsonPath: '.spec.policy' },
+    { name: 'Container', type: 'string', jsonPath: '.spec.container' },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ],
+};
+
+export const CRDS: CrdDefinition[] = [policyCrd, observationCrd, profileCrd];
+/** Aliases used by the controller and the test API server. */
+export const POLICY_CRD = policyCrd;
+export const OBSERVATION_CRD = observationCrd;
+export const PROFILE_CRD = profileCrd;

@@ -1,0 +1,97 @@
+// The agent's metrics: learning (containers watched, behaviours learned per kind, first-seen events, ring-buffer
+// drops) and enforcement (violations by namespace/policy/container/layer/action, layers active per node).
+// The learner and the enforcer call these; the agent serves `registry` on /metrics.
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { newRegistry } from '../api/metrics.js';
+
+/** What the learner learns: a syscall, a binary executed, a file opened, a port used. */
+export const BEHAVIOUR_KINDS = ['syscall', 'exec', 'file', 'port'] as const;
+export type BehaviourKind = (typeof BEHAVIOUR_KINDS)[number];
+/** What happened to a violation: denied (Enforce), logged and allowed (Monitor), denied with an alert (Alert). */
+export const VIOLATION_ACTIONS = ['deny', 'log', 'alert'] as const;
+export type ViolationAction = (typeof VIOLATION_ACTIONS)[number];
+
+export interface ViolationLabels {
+  namespace: string;
+  policy: string;
+  container: string;
+  layer: string;
+  action: ViolationAction;
+}
+
+export class AgentMetrics {
+  readonly registry: Registry;
+  readonly containersWatched: Gauge<'mode'>;
+  readonly behavioursLearned: Counter<'kind'>;
+  readonly firstSeenEvents: Counter<'kind'>;
+  readonly ringbufDropped: Counter<'ringbuf'>;
+  readonly violations: Counter<'namespace' | 'policy' | 'container' | 'layer' | 'action'>;
+  readonly violationsLost: Counter<'layer'>;
+  readonly layersActive: Gauge<'node' | 'layer'>;
+  readonly profilesInstalled: Gauge;
+
+  constructor(options: { registry?: Registry; processMetrics?: boolean } = {}) {
+    const registers = [(this.registry = options.registry ?? newRegistry(options))];
+    this.containersWatched = new Gauge({
+      name: 'pahlevan_agent_containers_watched',
+      help: 'Containers the agent currently watches, by mode (learning or enforcing).',
+      labelNames: ['mode'],
+      registers,
+    });
+    this.behavioursLearned = new Counter({
+      name: 'pahlevan_agent_behaviours_learned_total',
+      help: 'New behaviours learned (first use of a syscall, binary, file or port by a container), by kind.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.firstSeenEvents = new Counter({
+      name: 'pahlevan_agent_first_seen_events_total',
+      help: 'First-seen events received from the kernel ring buffer, by kind.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.ringbufDropped = new Counter({
+      name: 'pahlevan_agent_ringbuf_dropped_events_total',
+      help: 'Ring-buffer records the kernel could not reserve (buffer full), by ring buffer.',
+      labelNames: ['ringbuf'],
+      registers,
+    });
+    this.violations = new Counter({
+      name: 'pahlevan_agent_violations_total',
+      help: 'Policy violations seen on this node, by namespace, policy, container, layer and action taken.',
+      labelNames: ['namespace', 'policy', 'container', 'layer', 'action'],
+      registers,
+    });
+    this.violationsLost = new Counter({
+      name: 'pahlevan_agent_violations_lost_total',
+      help: 'Violations known to have happened but not attributed (e.g. a burst beyond the counters), by layer.',
+      labelNames: ['layer'],
+      registers,
+    });
+    this.layersActive = new Gauge({
+      name: 'pahlevan_agent_layer_active',
+      help: 'Whether an enforcement layer is active on this node (1) or missing (0), by node and layer.',
+      labelNames: ['node', 'layer'],
+      registers,
+    });
+    this.profilesInstalled = new Gauge({
+      name: 'pahlevan_agent_profiles_installed',
+      help: 'Seccomp profiles installed under the kubelet seccomp root on this node.',
+      registers,
+    });
+  }
+
+  learned(kind: BehaviourKind, count = 1): void {
+    this.behavioursLearned.inc({ kind }, count);
+  }
+
+  violation(labels: ViolationLabels, count = 1): void {
+    this.violations.inc({ ...labels }, count);
+  }
+
+  /** Sets the layers of one node: active ones to 1, missing ones to 0. */
+  setLayers(node: string, active: readonly string[], missing: readonly string[]): void {
+    for (const layer of active) this.layersActive.set({ node, layer }, 1);
+    for (const layer of missing) this.layersActive.set({ node, layer }, 0);
+  }
+}

@@ -1,0 +1,66 @@
+// Loads the reference data the attack surface is measured against (api/reference/): the container runtime's
+// default seccomp profile and the architecture's syscall table. Kept apart from the pure api/attack-surface.ts.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  allowedSyscalls,
+  computeAttackSurface,
+  type AttackSurfaceReport,
+  type DockerSeccompProfile,
+  type SurfaceBehaviour,
+  type SurfaceInput,
+} from './attack-surface.js';
+
+// Compiled to dist/api/: the repository root is two levels up.
+const REFERENCE_DIR = fileURLToPath(new URL('../../api/reference/', import.meta.url));
+
+export interface SurfaceReference {
+  arch: string;
+  archSyscalls: Set<string>;
+  runtimeDefault: Set<string>;
+  runtimeDefaultName: string;
+}
+
+let cached: SurfaceReference | undefined;
+
+/** The runtime default (containers-common, no extra capabilities) and the x86_64 syscall table. */
+export function loadSurfaceReference(): SurfaceReference {
+  if (cached) return cached;
+  const table = JSON.parse(readFileSync(REFERENCE_DIR + 'syscalls-x86_64.json', 'utf8')) as {
+    arch: string;
+    syscalls: Record<string, number>;
+  };
+  const archSyscalls = new Set(Object.keys(table.syscalls));
+  const defaultProfile = JSON.parse(
+    readFileSync(REFERENCE_DIR + 'containers-common-default-seccomp.json', 'utf8'),
+  ) as DockerSeccompProfile;
+  cached = {
+    arch: table.arch,
+    archSyscalls,
+    runtimeDefault: allowedSyscalls(defaultProfile, archSyscalls, { arch: table.arch, caps: [] }),
+    runtimeDefaultName: 'containers-common default (CRI-O, Podman)',
+  };
+  return cached;
+}
+
+/**
+ * The attack surface of one container against the runtime default of this architecture: what the controller
+ * puts in a policy's status (through toStatus) and what `pahlevan surface` and `pahlevan demo` print.
+ */
+export function attackSurfaceOf(
+  container: string,
+  profile: SurfaceInput['profile'],
+  behaviour?: SurfaceBehaviour,
+  spec?: SurfaceInput['spec'],
+): AttackSurfaceReport {
+  const ref = loadSurfaceReference();
+  return computeAttackSurface({
+    container,
+    profile,
+    ...(behaviour ? { behaviour } : {}),
+    ...(spec ? { spec } : {}),
+    runtimeDefault: ref.runtimeDefault,
+    archSyscalls: ref.archSyscalls,
+    arch: ref.arch,
+  });
+}

@@ -139,7 +139,8 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     requestCounter(webhook, handled.operation, handled.outcome).inc();
     if (handled.patchOperations > 0) patchCounter[webhook].inc(handled.patchOperations);
     durationHistogram[webhook].observe(Number(process.hrtime.bigint() - start) / 1e9);
-    return reply.code(handled.statusCode).type('application/json').send(JSON.stringify(handled.body));
+    void reply.code(handled.statusCode);
+    return handled.body;
   };
   app.post('/mutate-pods', admission('mutate-pods'));
   app.post('/validate-policies', admission('validate-policies'));

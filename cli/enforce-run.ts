@@ -235,6 +235,7 @@ export async function startEnforced(
     container.stdout?.off('data', keep);
     container.stderr?.off('data', keep);
     await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+    await enforcer.resolveInContainer(cgroupId, pid);
     if (options.net === 'veth') {
       const v = setupVeth(pid, tag);
       const tc =

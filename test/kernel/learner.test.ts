@@ -71,7 +71,14 @@ async function record(runtime: Runtime, w: Workload): Promise<RecordResult> {
   if (w.drive) {
     await waitForPort(port);
     await w.drive(port);
-    return rec.stop('SIGKILL');
+    const result = await rec.stop('SIGKILL');
+    // The server's ports are learned: it bound and listened on its port and accepted connections there.
+    for (const op of ['bind', 'listen', 'accept'])
+      assert.ok(
+        result.behaviour.network.some((n) => n.op === op && n.port === port && n.protocol === 'tcp'),
+        `${w.name}: no ${op} on tcp/${port} in ${JSON.stringify(result.behaviour.network)}`,
+      );
+    return result;
   }
   return rec.done;
 }

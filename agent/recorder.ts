@@ -37,6 +37,11 @@ export interface RecordOptions extends Omit<ContainerOptions, 'seccomp' | 'befor
   learner?: Learner;
   pinDir?: string;
   includeArm64?: boolean;
+  /**
+   * Learn every task of the container's cgroup, also before the runtime installs the filter (the
+   * runtime's own setup: mount, pivot_root, ...). Only for showing what the seccomp gate keeps out.
+   */
+  learnRuntimeSetup?: boolean;
 }
 
 /** The filter the container runs under while it is recorded: it allows everything. */
@@ -117,7 +122,7 @@ export async function startRecording(options: RecordOptions): Promise<Recording>
     const container = await startContainer({
       ...options,
       seccomp: RECORDING_FILTER,
-      beforeStart: ({ id }) => learner.watch(id, { requireSeccomp: true }),
+      beforeStart: ({ id }) => learner.watch(id, { requireSeccomp: !options.learnRuntimeSetup }),
     });
     return new Recording(container, learner, !options.learner, options);
   } catch (err) {

@@ -172,6 +172,32 @@ describe('profiles recorded for runc and crun start reliably and match unconfine
   });
 });
 
+describe("the runtime's setup before it installs the filter", () => {
+  // Syscalls the runtimes make while they set the container up, which busybox never makes.
+  const SETUP = ['mount', 'pivot_root', 'umount2', 'sethostname', 'seccomp'];
+  for (const runtime of RUNTIMES) {
+    it(`is learned from the container's cgroup without the seccomp gate, and kept out with it (${runtime})`, async () => {
+      const command = ['busybox', 'true'];
+      const ungated = await (
+        await startRecording({ learner, runtime, command, learnRuntimeSetup: true })
+      ).done;
+      const gated = await (await startRecording({ learner, runtime, command })).done;
+      const setupSeen = SETUP.filter((s) => ungated.syscalls.includes(s));
+      assert.ok(
+        setupSeen.length >= 3,
+        `the ${runtime} setup was not visible in its cgroup: ${ungated.syscalls.join(' ')}`,
+      );
+      assert.deepEqual(
+        SETUP.filter((s) => gated.syscalls.includes(s)),
+        [],
+        `runtime setup leaked into the profile`,
+      );
+      // What the runtime does after the filter is in: execve of the command, at least.
+      assert.ok(gated.syscalls.includes('execve'));
+    });
+  }
+});
+
 describe('a syscall the workload never made', () => {
   for (const runtime of RUNTIMES) {
     it(`fails with EPERM under the ${runtime} profile (unshare, ptrace, keyctl)`, async () => {

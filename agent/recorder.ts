@@ -13,7 +13,8 @@ export interface Behaviour {
   command: string[];
   syscalls: string[];
   execs: Array<{ path: string; count: number }>;
-  files: Array<{ path: string; read: boolean; write: boolean; count: number }>;
+  /** Paths as the program passed them; `relative` ones are relative to its cwd or a directory fd. */
+  files: Array<{ path: string; read: boolean; write: boolean; count: number; relative?: true }>;
   network: Array<{
     op: string;
     protocol: string;
@@ -63,7 +64,14 @@ export function behaviourOf(
   };
   for (const o of observations) {
     if (o.kind === 'exec') b.execs.push({ path: o.path, count: o.count });
-    else if (o.kind === 'file') b.files.push({ path: o.path, read: o.read, write: o.write, count: o.count });
+    else if (o.kind === 'file')
+      b.files.push({
+        path: o.path,
+        read: o.read,
+        write: o.write,
+        count: o.count,
+        ...(o.path.startsWith('/') ? {} : { relative: true as const }),
+      });
     else if (o.kind === 'net')
       b.network.push({
         op: o.op,

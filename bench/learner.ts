@@ -42,6 +42,19 @@ async function main(): Promise<void> {
   const cgroupDir = `${root}/pvt-bench-learner-${process.pid}`;
   const pinDir = `/sys/fs/bpf/pahlevan-bench-learner-${process.pid}`;
   mkdirSync(cgroupDir);
+  // Interrupted (Ctrl-C, a closed pipe): leave no pinned maps or cgroup behind.
+  const bail = (): never => {
+    Learner.removePins(pinDir);
+    try {
+      rmdirSync(cgroupDir);
+    } catch {
+      // a loop may still be in it; the kernel frees it when that exits
+    }
+    process.exit(130);
+  };
+  process.once('SIGINT', bail);
+  process.once('SIGTERM', bail);
+  process.stdout.on('error', bail);
   const client = await BpfdClient.start();
   const learner = await Learner.start({ client, pinDir });
   await learner.detachAll();

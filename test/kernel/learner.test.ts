@@ -73,9 +73,16 @@ async function record(runtime: Runtime, w: Workload): Promise<RecordResult> {
     await w.drive(port);
     const result = await rec.stop('SIGKILL');
     // The server's ports are learned: it bound and listened on its port and accepted connections there.
+    // Accepted connections carry the peer's address (our requests come from 127.0.0.1).
     for (const op of ['bind', 'listen', 'accept'])
       assert.ok(
-        result.behaviour.network.some((n) => n.op === op && n.port === port && n.protocol === 'tcp'),
+        result.behaviour.network.some(
+          (n) =>
+            n.op === op &&
+            n.port === port &&
+            n.protocol === 'tcp' &&
+            (op !== 'accept' || n.address === '127.0.0.1'),
+        ),
         `${w.name}: no ${op} on tcp/${port} in ${JSON.stringify(result.behaviour.network)}`,
       );
     return result;

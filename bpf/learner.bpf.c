@@ -401,29 +401,31 @@ int BPF_PROG(learn_sys_enter, struct pt_regs *regs, long id)
 	}
 
 	// Dispatch on the syscall number: details of a few syscalls, from the same program (every extra
-	// per-syscall tracepoint would add its cost to every syscall of the machine).
+	// per-syscall tracepoint would add its cost to every syscall of the machine). tp_btf hands us the
+	// task's pt_regs as a BTF pointer: its fields are read directly (no probe-read helper call).
+	// x86_64 syscall arguments: di, si, dx, r10, r8 (PARM5 = r8 matches); arm64: regs[0..].
 	if (id == NR_OPENAT || id == NR_OPENAT2) {
-		const char *path = (const char *)PT_REGS_PARM2_CORE(regs);
+		const char *path = (const char *)PT_REGS_PARM2(regs);
 		__u64 flags = 0;
 		if (id == NR_OPENAT)
-			flags = PT_REGS_PARM3_CORE(regs);
+			flags = PT_REGS_PARM3(regs);
 		else
-			bpf_probe_read_user(&flags, sizeof(flags), (void *)PT_REGS_PARM3_CORE(regs));
+			bpf_probe_read_user(&flags, sizeof(flags), (void *)PT_REGS_PARM3(regs));
 		learn_open(cgid, path, flags);
 	} else if (id == NR_OPEN) {
-		learn_open(cgid, (const char *)PT_REGS_PARM1_CORE(regs), PT_REGS_PARM2_CORE(regs));
+		learn_open(cgid, (const char *)PT_REGS_PARM1(regs), PT_REGS_PARM2(regs));
 	} else if (id == NR_CREAT) {
-		learn_open(cgid, (const char *)PT_REGS_PARM1_CORE(regs), O_CREAT | O_WRONLY | O_TRUNC);
+		learn_open(cgid, (const char *)PT_REGS_PARM1(regs), O_CREAT | O_WRONLY | O_TRUNC);
 	} else if (id == NR_CONNECT) {
-		learn_net(task, cgid, NET_CONNECT, PT_REGS_PARM1_CORE(regs), (void *)PT_REGS_PARM2_CORE(regs));
+		learn_net(task, cgid, NET_CONNECT, PT_REGS_PARM1(regs), (void *)PT_REGS_PARM2(regs));
 	} else if (id == NR_BIND) {
-		learn_net(task, cgid, NET_BIND, PT_REGS_PARM1_CORE(regs), (void *)PT_REGS_PARM2_CORE(regs));
+		learn_net(task, cgid, NET_BIND, PT_REGS_PARM1(regs), (void *)PT_REGS_PARM2(regs));
 	} else if (id == NR_SENDTO) {
-		void *addr = (void *)PT_REGS_PARM5_CORE(regs);
+		void *addr = (void *)PT_REGS_PARM5(regs);
 		if (addr)
-			learn_net(task, cgid, NET_SENDTO, PT_REGS_PARM1_CORE(regs), addr);
+			learn_net(task, cgid, NET_SENDTO, PT_REGS_PARM1(regs), addr);
 	} else if (id == NR_LISTEN) {
-		learn_net(task, cgid, NET_LISTEN, PT_REGS_PARM1_CORE(regs), 0);
+		learn_net(task, cgid, NET_LISTEN, PT_REGS_PARM1(regs), 0);
 	}
 	return 0;
 }

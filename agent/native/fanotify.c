@@ -367,12 +367,13 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 	struct container *c = container_find(cgid, false);
 	int mode = c ? (kind == FAN_KIND_EXEC ? c->exec_mode : c->file_mode) : FAN_MODE_OFF;
 	pthread_mutex_unlock(&lock);
-	if (mode == FAN_MODE_OFF)
+	if (!c)
 		return FAN_ALLOW;
 
 	struct stat st;
 	if (fstat(md->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return FAN_ALLOW;
+	/* Pair the two events of one exec even while a layer is off: the mode may change in between. */
 	struct pid_slot *slot = &pid_cache[(unsigned)md->pid % PID_CACHE];
 	if (slot->pid == md->pid) {
 		if (kind == FAN_KIND_EXEC) {
@@ -384,6 +385,8 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 			return FAN_ALLOW; /* the open half of an exec already judged */
 		}
 	}
+	if (mode == FAN_MODE_OFF)
+		return FAN_ALLOW;
 	char path[PATH_MAX] = "";
 	bool have_path = false;
 

@@ -389,11 +389,14 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
     this.watched.set(cgid, { target, policy });
     const writes: MapWrite[] = [];
     const m = policy.modes;
-    if (this.netActive && m.network !== 'Off')
-      writes.push(...planNetwork({ cgid, mode: m.network, ...policy.network }));
-    if (this.swActive && m.syscalls !== 'Off') writes.push(...planSeccompWatch(cgid, m.syscalls));
+    // Every layer's rules are written even when its mode is Off, so a later setModes() only flips a flag.
+    if (this.netActive) writes.push(...planNetwork({ cgid, mode: m.network, ...policy.network }));
+    if (this.swActive)
+      writes.push(
+        ...planSeccompWatch(cgid, m.syscalls).filter((w) => m.syscalls !== 'Off' || w.map !== 'sw_watch'),
+      );
     const missingPaths: string[] = [];
-    if (this.fileMechanism && (m.files !== 'Off' || m.execs !== 'Off')) {
+    if (this.fileMechanism) {
       const root = target.root ?? '/';
       const files = resolveEntries(policy.files, 'file', root, target.binds);
       const execs = resolveEntries(policy.execs, 'exec', root, target.binds);

@@ -178,6 +178,17 @@ test('learn -> publish -> acked by both nodes -> usable -> violations over the t
     assert.deepEqual(profile.spec.seccomp.syscalls[0]!.names, ['accept4', 'openat', 'read', 'write']);
     assert.deepEqual(profile.spec.coverage!.read, { nodes: 2, pods: 2 });
     assert.equal(policy.status!.learning!.nodesReporting, 2);
+    assert.equal(
+      published[0]!.withinRuntimeDefault,
+      true,
+      'read/write/openat/accept4 are all in the runtime default',
+    );
+    assert.equal(published[0]!.image, 'registry.example/web:1');
+    assert.deepEqual(profile.spec.images, ['registry.example/web:1']);
+    const surface = policy.status!.attackSurface!;
+    assert.equal(surface[0]!.container, 'web');
+    assert.equal(surface[0]!.syscallsAllowed, 4);
+    assert.ok(surface[0]!.runtimeDefaultSyscalls > 4);
     assert.equal(policy.status!.conditions!.find((x) => x.type === 'Degraded')!.status, 'True');
 
     // Both agents install the file and acknowledge the hash.

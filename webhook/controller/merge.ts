@@ -316,6 +316,7 @@ function finish(
     execs,
     files: fileRules,
     ports: [...ports.entries()].sort(byKey).map(([, p]) => p),
+    images: [...a.images].sort(),
   };
   return {
     container: a.container,

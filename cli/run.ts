@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { OciSeccompProfile } from '../api/seccomp.js';
 import { checkPrerequisites, startContainer, type ContainerOptions } from '../agent/container.js';
 import { parseNet, parseRuntime } from './record.js';
+import { runEnforcedCli } from './enforce-run.js';
 
 export function loadProfile(dir: string): OciSeccompProfile {
   const file = join(dir, 'seccomp.json');
@@ -24,6 +25,8 @@ interface RunFlags {
   runtime: string;
   rootfs?: string;
   net: string;
+  mode?: string;
+  layers?: string;
 }
 
 /** Builds the container options of `pahlevan run` (the enforcer extends them with its layers). */
@@ -47,10 +50,25 @@ export function register(program: Command): void {
     .requiredOption('--profile <dir>', 'directory written by `pahlevan record -o`')
     .option('--runtime <runtime>', 'container runtime: runc or crun', 'runc')
     .option('--rootfs <dir>', "container root filesystem (default: the host's /, read-only)")
-    .option('--net <mode>', 'host (default) or none', 'host')
+    .option(
+      '--net <mode>',
+      'host (default), none, or veth (own namespace joined to the host by a veth pair)',
+      'host',
+    )
+    .option('--mode <mode>', 'enforcement mode: Monitor, Enforce (default) or Alert', 'Enforce')
+    .option(
+      '--layers <list>',
+      'layers to enforce: syscalls,files,execs,network, all (default) or none',
+      'all',
+    )
     .argument('<command...>', 'the command and its arguments (after --)')
     .action(async (command: string[], flags: RunFlags) => {
       try {
+        if (flags.layers !== 'none') {
+          checkPrerequisites(parseRuntime(flags.runtime), command, flags.rootfs);
+          process.exitCode = await runEnforcedCli(command, flags);
+          return;
+        }
         const container = await startContainer(runOptions(command, flags));
         const forward = (sig: NodeJS.Signals): void => container.kill(sig);
         process.on('SIGINT', forward);

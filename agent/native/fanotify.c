@@ -14,7 +14,13 @@
 //
 // Commands (see fan_command):
 //   fan_init                                   -> ok            start the listener (idempotent)
+//   fan_hostfs                                 -> ok <fs> <mounts> mark every file-bearing filesystem of this
+//                                                               mount namespace, ignoring its own mounts: only
+//                                                               other mount namespaces' mounts (containers'
+//                                                               bind mounts, made later) report. Race-free:
+//                                                               done before a container exists.
 //   fan_watch <cgid> <pid>                     -> ok <mounts>   mark the mounts of <pid>'s mount namespace
+//                                                               (its own tmpfs etc., which fan_hostfs cannot see)
 //   fan_mode <cgid> <fileMode> <execMode>      -> ok            0 off, 1 monitor, 2 enforce, 3 alert
 //   fan_allow <cgid> <kind>:<dev>:<ino>:<flags> ... -> ok <n> kind 1 file, 2 exec; flags 1 this inode,
 //                                                               2 subtree; dev is the kernel's major<<20|minor
@@ -28,6 +34,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,11 +96,13 @@ static int wake_fd = -1;
 static pthread_t listener;
 static struct allow_entry *allow_table[ALLOW_BUCKETS];
 static struct container containers[MAX_CONTAINERS];
+static int containers_high; /* slots [0, containers_high) have ever been used: bounds the scans */
 static struct pid_slot pid_cache[PID_CACHE];
 static char cgroup2_root[PATH_MAX] = "";
 static char *line_queue[LINE_QUEUE];
 static unsigned line_head, line_count;
 static uint64_t lines_lost;
+static uint64_t events_total;
 
 /* ---------- tables (callers hold lock) ---------- */
 
@@ -153,14 +162,19 @@ static void allow_clear(uint64_t cgid)
 static struct container *container_find(uint64_t cgid, bool create)
 {
 	struct container *free_slot = NULL;
-	for (int i = 0; i < MAX_CONTAINERS; i++) {
+	for (int i = 0; i < containers_high; i++) {
 		if (containers[i].used && containers[i].cgid == cgid)
 			return &containers[i];
 		if (!containers[i].used && !free_slot)
 			free_slot = &containers[i];
 	}
-	if (!create || !free_slot)
+	if (!create)
 		return NULL;
+	if (!free_slot) {
+		if (containers_high == MAX_CONTAINERS)
+			return NULL;
+		free_slot = &containers[containers_high++];
+	}
 	*free_slot = (struct container){ .cgid = cgid, .used = true };
 	return free_slot;
 }
@@ -370,14 +384,25 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 			return FAN_ALLOW; /* the open half of an exec already judged */
 		}
 	}
-	char link[64], path[PATH_MAX];
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", md->fd);
-	ssize_t n = readlink(link, path, sizeof(path) - 1);
-	path[n > 0 ? n : 0] = 0;
+	char path[PATH_MAX] = "";
+	bool have_path = false;
 
 	pthread_mutex_lock(&lock);
 	c = container_find(cgid, false);
-	bool ok = c && allowed(cgid, kind, &st, md->pid, path);
+	/* The common case, an allowed file, needs no path: one hash lookup by inode. */
+	bool ok = c && allow_find(cgid, kernel_dev(st.st_dev), st.st_ino, kind);
+	pthread_mutex_unlock(&lock);
+	if (!ok && c) {
+		char link[64];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", md->fd);
+		ssize_t n = readlink(link, path, sizeof(path) - 1);
+		path[n > 0 ? n : 0] = 0;
+		have_path = true;
+	}
+	pthread_mutex_lock(&lock);
+	c = container_find(cgid, false);
+	if (!ok && have_path)
+		ok = c && allowed(cgid, kind, &st, md->pid, path);
 	bool deny = false;
 	if (c) {
 		c->judged++;
@@ -432,6 +457,7 @@ static void *listen_loop(void *arg)
 		for (; FAN_EVENT_OK(md, len); md = FAN_EVENT_NEXT(md, len)) {
 			if (md->vers != FANOTIFY_METADATA_VERSION || md->fd < 0)
 				continue;
+			__atomic_add_fetch(&events_total, 1, __ATOMIC_RELAXED);
 			struct fanotify_response resp = { .fd = md->fd, .response = judge(md) };
 			if (write(fan_fd, &resp, sizeof(resp)) < 0) {
 				/* the opener is gone; nothing to answer */
@@ -442,6 +468,15 @@ static void *listen_loop(void *arg)
 }
 
 /* ---------- commands ---------- */
+
+/* A terminal's Ctrl-C reaches the whole process group: the helper must outlive it so the agent can
+ * still read its counters and answer pending permission events; the agent ends the helper by closing
+ * its stdin. (Runs at load: fanotify.c is linked into pahlevan-bpfd.) */
+__attribute__((constructor)) static void ignore_terminal_signals(void)
+{
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+}
 
 static int start(void)
 {
@@ -491,6 +526,46 @@ static bool skipped_mount(const char *mountpoint, const char *fstype)
 			return true;
 	return strcmp(mountpoint, "/dev") == 0 || strncmp(mountpoint, "/dev/", 5) == 0 ||
 	       strncmp(mountpoint, "/proc/", 6) == 0 || strncmp(mountpoint, "/sys/", 5) == 0;
+}
+
+/* Marks the filesystems of this mount namespace (FAN_MARK_FILESYSTEM) and puts an ignore mask on each of
+ * its mounts: opens through our own mounts stay silent, opens through any other mount of the same
+ * filesystems (a container's bind mounts) report. */
+static int mark_host_filesystems(int *filesystems, int *mounts)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	char line[4096], seen[256][32];
+	int nseen = 0, err = 0;
+	*filesystems = *mounts = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[PATH_MAX], fstype[64], devid[32];
+		char *sep = strstr(line, " - ");
+		if (!sep || sscanf(line, "%*s %*s %31s %*s %4095s", devid, mp) != 2 || sscanf(sep + 3, "%63s", fstype) != 1)
+			continue;
+		if (skipped_mount(mp, fstype) || strcmp(fstype, "tmpfs") == 0 || strchr(mp, '\\'))
+			continue;
+		/* Ignore first, so that no host open reports in between. */
+		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+				  FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM, AT_FDCWD, mp) == 0)
+			(*mounts)++;
+		else
+			continue;
+		bool known = false;
+		for (int i = 0; i < nseen; i++)
+			known = known || strcmp(seen[i], devid) == 0;
+		if (known || nseen == 256)
+			continue;
+		if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_PERM | FAN_OPEN_EXEC_PERM, AT_FDCWD, mp) == 0) {
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", devid);
+			(*filesystems)++;
+		} else if (!err) {
+			err = -errno;
+		}
+	}
+	fclose(f);
+	return *filesystems ? 0 : (err ? err : -ENOENT);
 }
 
 /* Marks every file-bearing mount of pid's mount namespace; returns how many or -errno. */
@@ -554,6 +629,19 @@ int fan_command(const char *id, const char *cmd, char *args)
 	}
 	if (fan_fd < 0) {
 		bpfd_reply(id, "err %d %s: run fan_init first", ENOTCONN, cmd);
+		return 0;
+	}
+	if (strcmp(cmd, "fan_hostfs") == 0) {
+		int filesystems, mounts;
+		int err = mark_host_filesystems(&filesystems, &mounts);
+		if (err)
+			bpfd_reply(id, "err %d fan_hostfs: fanotify_mark(FAN_MARK_FILESYSTEM): %s", -err, strerror(-err));
+		else
+			bpfd_reply(id, "ok %d %d", filesystems, mounts);
+		return 0;
+	}
+	if (strcmp(cmd, "fan_events") == 0) {
+		bpfd_reply(id, "ok %" PRIu64, __atomic_load_n(&events_total, __ATOMIC_RELAXED));
 		return 0;
 	}
 	if (!a1 || parse_u64(a1, &cgid) || cgid == 0) {

@@ -381,3 +381,30 @@ test('Relax republishes with what was denied; image drift publishes a new versio
     await c.stop();
   }
 });
+
+test('an API server outage: informers and the Lease recover, reconciling resumes', async () => {
+  const c = controller('survivor');
+  await c.start();
+  try {
+    await waitFor(() => c.isLeader, 'leading');
+    await createPolicy('outage', { learning: { duration: '1h', window: '1m', stableWindows: 3 } });
+    await report(observation('outage', 'n1', ['read']));
+    await waitFor(
+      async () => (await getPolicy('outage')).status?.learning?.syscalls === 1,
+      'first reconcile',
+    );
+    api.setAvailable(false);
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the renew deadline
+    assert.equal(c.isLeader, false, 'it stepped down when it could not renew');
+    api.setAvailable(true);
+    await report(observation('outage', 'n1', ['read', 'write', 'close']));
+    await waitFor(() => c.isLeader, 'leading again');
+    await waitFor(
+      async () => (await getPolicy('outage')).status?.learning?.syscalls === 3,
+      'reconciling resumed',
+      20_000,
+    );
+  } finally {
+    await c.stop();
+  }
+});

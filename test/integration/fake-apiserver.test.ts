@@ -342,6 +342,20 @@ test('field and label selectors', async () => {
   assert.deepEqual(await names('app notin (web)'), ['p3']);
   assert.deepEqual(await names('tier'), ['p1', 'p2']);
   assert.deepEqual(await names('!tier'), ['p3']);
+  // Pagination: limit + continue walk the whole list.
+  const page1 = await core.listNamespacedPod({ namespace: 'sel', limit: 2 });
+  assert.equal(page1.items.length, 2);
+  assert.ok(page1.metadata!._continue);
+  const page2 = await core.listNamespacedPod({
+    namespace: 'sel',
+    limit: 2,
+    _continue: page1.metadata!._continue,
+  });
+  assert.deepEqual(
+    [...page1.items, ...page2.items].map((p) => p.metadata!.name),
+    ['p1', 'p2', 'p3'],
+  );
+  assert.equal(page2.metadata!._continue, undefined);
   const all = (await core.listPodForAllNamespaces({ fieldSelector: 'spec.nodeName=node-b' })).items;
   assert.deepEqual(
     all.map((p) => p.metadata!.name),

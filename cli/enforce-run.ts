@@ -316,6 +316,7 @@ export async function runEnforcedCli(command: string[], flags: EnforceFlags): Pr
     process.stderr.write(
       `pahlevan: layer ${l.layer.padEnd(8)} ${l.active ? 'active ' : 'MISSING'} ${l.mechanism}${l.reason ? ` (${l.reason})` : ''}\n`,
     );
+  // The helper process keeps the event loop alive: stop it on every path, or a failed start hangs the CLI.
   const handle = await startEnforced(
     {
       command,
@@ -329,7 +330,10 @@ export async function runEnforcedCli(command: string[], flags: EnforceFlags): Pr
       ...(flags.rootfs ? { rootfs: flags.rootfs } : {}),
     },
     (v) => process.stderr.write(`pahlevan: ${formatViolation(v)}\n`),
-  );
+  ).catch(async (err: unknown) => {
+    await enforcer.stop();
+    throw err;
+  });
   if (handle.veth)
     process.stderr.write(
       `pahlevan: container address ${handle.veth.containerAddress} (host side ${handle.veth.hostIf} ${handle.veth.hostAddress}, tc ${handle.veth.tc})\n`,

@@ -2,11 +2,12 @@
 // ports, so the cluster logic stays testable without BPF and the seams stay small.
 import type { Learner, LearnerEvent, Observation } from '../learner.js';
 import type { ContainerPolicy, Enforcer } from '../enforcer.js';
-import type { PortRuleSpec } from '../enforce-maps.js';
+import { MAX_RANGE_PORTS, type PortRuleSpec } from '../enforce-maps.js';
 import { entriesFromGlobs } from '../paths.js';
 import { detectCgroupV2Root } from './attribution.js';
 import type { EnforcementTarget, EnforcerPort, LearnerPort, Logger } from './agent.js';
 import type { Behaviour } from './observations.js';
+import type { Layer } from '../../api/policy.js';
 
 /** One learner event as observed behaviour; undefined for what observations do not record. */
 export function behaviourOf(ev: LearnerEvent | Observation): Behaviour | undefined {
@@ -53,26 +54,49 @@ export function learnerPort(learner: Learner, log?: Logger): LearnerPort {
   };
 }
 
-/** A published profile as the enforcer's per-container policy (paths are already generalised). */
-export function enforcerPolicy(target: EnforcementTarget): ContainerPolicy {
+const LOOPBACK_CIDRS = new Set(['127.0.0.0/8', '::1/128']);
+
+/**
+ * A published profile as the enforcer's per-container policy (paths are already generalised). Loopback
+ * allowances are the enforcer's own flag, not rules. A port range wider than the enforcer can expand cannot
+ * be enforced exactly: the network layer of that container then only monitors, and a warning says why.
+ */
+export function enforcerPolicy(target: EnforcementTarget): { policy: ContainerPolicy; warnings: string[] } {
+  const warnings: string[] = [];
+  let networkMode = target.modes.network;
   const rules = (direction: 'listen' | 'egress'): PortRuleSpec[] =>
     target.profile.ports
       .filter((p) => p.direction === direction && p.port > 0)
+      .filter((p) => !(target.network.allowLoopback && p.cidr && LOOPBACK_CIDRS.has(p.cidr)))
+      .filter((p) => {
+        const width = (p.endPort ?? p.port) - p.port + 1;
+        if (width <= MAX_RANGE_PORTS) return true;
+        warnings.push(
+          `${direction} ${p.protocol} ${p.port}-${p.endPort} is wider than ${MAX_RANGE_PORTS} ports: network layer only monitors`,
+        );
+        if (networkMode === 'Enforce' || networkMode === 'Alert') networkMode = 'Monitor';
+        return false;
+      })
       .map((p) => ({
         protocol: p.protocol,
         port: p.port,
         ...(p.endPort !== undefined ? { endPort: p.endPort } : {}),
         ...(p.cidr ? { cidr: p.cidr } : {}),
       }));
+  const egress = rules('egress');
+  const ingress = rules('listen');
   return {
-    modes: target.modes,
-    network: { egress: rules('egress'), ingress: rules('listen'), ...target.network },
-    files: entriesFromGlobs(target.profile.files.map((f) => f.path)),
-    execs: entriesFromGlobs(target.profile.execs),
+    policy: {
+      modes: { ...target.modes, network: networkMode },
+      network: { egress, ingress, ...target.network },
+      files: entriesFromGlobs(target.profile.files.map((f) => f.path)),
+      execs: entriesFromGlobs(target.profile.execs),
+    },
+    warnings,
   };
 }
 
-export function enforcerPort(enforcer: Enforcer): EnforcerPort {
+export function enforcerPort(enforcer: Enforcer, log?: Logger): EnforcerPort {
   return {
     async probe() {
       const states = enforcer.layers();
@@ -85,13 +109,31 @@ export function enforcerPort(enforcer: Enforcer): EnforcerPort {
     },
     async apply(cgroupId, target) {
       if (!target) return enforcer.forget(cgroupId);
-      await enforcer.enforce(
-        { cgroupId, name: `${target.namespace}/${target.policy}/${target.container}` },
-        enforcerPolicy(target),
-      );
+      const name = `${target.namespace}/${target.policy}/${target.container}`;
+      const { policy, warnings } = enforcerPolicy(target);
+      for (const w of warnings) log?.warn({ container: name, profile: target.profileName }, w);
+      const { missingPaths } = await enforcer.enforce({ cgroupId, name }, policy);
+      if (missingPaths.length)
+        log?.warn(
+          { container: name, missingPaths: missingPaths.slice(0, 20) },
+          'allowed paths not found on this node',
+        );
     },
     onViolation(listener) {
       enforcer.on('violation', (v) => listener(v.cgid, v.layer, v.what, 1));
+    },
+    async violationCounts(cgroupId) {
+      const c = await enforcer.counters(cgroupId);
+      const out: { layer: Layer; what: string; count: number }[] = [];
+      for (const [name, n] of Object.entries(c.syscalls?.bySyscall ?? {}))
+        out.push({ layer: 'syscalls', what: name, count: Number(n) });
+      if (c.network) {
+        const denied = c.network.connect + c.network.bind + c.network.ingress + c.network.sendmsg;
+        out.push({ layer: 'network', what: '*', count: Number(denied) });
+      }
+      out.push({ layer: 'files', what: '*', count: Number(c.files) });
+      out.push({ layer: 'execs', what: '*', count: Number(c.execs) });
+      return out;
     },
   };
 }
@@ -128,7 +170,7 @@ export async function createNodePorts(
   }
   return {
     learner: learnerPort(learner, log),
-    ...(enforcer ? { enforcer: enforcerPort(enforcer) } : {}),
+    ...(enforcer ? { enforcer: enforcerPort(enforcer, log) } : {}),
     close: async () => {
       await enforcer?.stop();
       await learner.stop();

@@ -49,6 +49,11 @@ export interface EnforcerPort {
   /** Programs (or, with undefined, clears) the layers for one container cgroup. */
   apply(cgroupId: bigint, target: EnforcementTarget | undefined): Promise<void>;
   onViolation(listener: (cgroupId: bigint, layer: Layer, what: string, count: number) => void): void;
+  /**
+   * Exact cumulative violation counts of a container, from the kernel. When present, events only say
+   * "look now" (the kernel sends one event per new kind of violation and counts the rest itself).
+   */
+  violationCounts?(cgroupId: bigint): Promise<{ layer: Layer; what: string; count: number }[]>;
 }
 
 export interface Logger {
@@ -137,6 +142,9 @@ export class ClusterAgent {
   /** Container cgroups on this node that no pod reports yet. */
   private speculative = new Set<string>();
   private readonly applied = new Map<string, string>();
+  private readonly lastCounts = new Map<string, Map<string, number>>();
+  private readonly lastWhat = new Map<string, string>();
+  private readonly pollTimers = new Map<string, NodeJS.Timeout>();
   private caches: WatchedCache<never>[] = [];
   private rescanTimer: NodeJS.Timeout | undefined;
   private profileTimer: NodeJS.Timeout | undefined;
@@ -241,6 +249,7 @@ export class ClusterAgent {
     this.stopped = true;
     if (this.rescanTimer) clearTimeout(this.rescanTimer);
     if (this.profileTimer) clearTimeout(this.profileTimer);
+    for (const t of this.pollTimers.values()) clearTimeout(t);
     await Promise.all(this.caches.map((c) => c.stop()));
     this.writer.stop();
     await this.chain;
@@ -266,6 +275,7 @@ export class ClusterAgent {
     if (this.stopped) return;
     this.rescanTimer = setTimeout(() => {
       this.rescan();
+      for (const cgroupId of this.applied.keys()) this.schedulePoll(cgroupId);
       this.scheduleRescan(intervalMs);
     }, intervalMs);
     this.rescanTimer.unref?.();
@@ -327,6 +337,9 @@ export class ClusterAgent {
     this.log.debug(change, 'cgroup binding');
     if (change.kind === 'unbound') {
       this.enqueue(change.cgroupId, async () => {
+        await this.pollViolations(change.cgroupId, change.was);
+        this.lastCounts.delete(change.cgroupId);
+        for (const layer of LAYERS) this.lastWhat.delete(`${change.cgroupId}|${layer}`);
         if (this.applied.delete(change.cgroupId))
           await this.opts.enforcer?.apply(BigInt(change.cgroupId), undefined);
       });
@@ -454,10 +467,46 @@ export class ClusterAgent {
   }
 
   private onViolation(cgroupIdIn: bigint, layer: Layer, what: string, count: number): void {
-    const who = this.table.resolve(cgroupIdIn);
+    const cgroupId = normaliseCgroupId(cgroupIdIn);
+    if (this.opts.enforcer?.violationCounts) {
+      this.lastWhat.set(`${cgroupId}|${layer}`, what);
+      this.schedulePoll(cgroupId);
+      return;
+    }
+    const who = this.table.resolve(cgroupId);
     const source = who && this.source(who);
     if (!source) return;
     this.store.recordViolation(source, layer, what, count);
+  }
+
+  private schedulePoll(cgroupId: string): void {
+    if (this.pollTimers.has(cgroupId) || this.stopped) return;
+    this.pollTimers.set(
+      cgroupId,
+      setTimeout(() => {
+        this.pollTimers.delete(cgroupId);
+        this.enqueue(cgroupId, () => this.pollViolations(cgroupId));
+      }, 100),
+    );
+  }
+
+  /** Records what the kernel counted since the last poll (counts are cumulative per container). */
+  private async pollViolations(cgroupId: string, who = this.table.resolve(cgroupId)): Promise<void> {
+    const enforcer = this.opts.enforcer;
+    if (!enforcer?.violationCounts || !this.applied.has(cgroupId)) return;
+    const source = who && this.source(who);
+    const counts = await enforcer.violationCounts(BigInt(cgroupId));
+    let last = this.lastCounts.get(cgroupId);
+    if (!last) this.lastCounts.set(cgroupId, (last = new Map()));
+    for (const c of counts) {
+      const key = `${c.layer}|${c.what}`;
+      const delta = c.count - (last.get(key) ?? 0);
+      last.set(key, c.count);
+      if (delta <= 0 || !source) continue;
+      // Layers whose counters have no detail are named after their latest event.
+      const what = c.what === '*' ? (this.lastWhat.get(`${cgroupId}|${c.layer}`) ?? c.layer) : c.what;
+      this.store.recordViolation(source, c.layer, what, delta);
+    }
   }
 
   private scheduleProfiles(): void {

@@ -149,6 +149,12 @@ export interface LearnerOptions {
   helperPath?: string;
   /** Share an already running helper (e.g. with the enforcer). */
   client?: BpfdClient;
+  /**
+   * Pin the programs' links in the pin dir too, so the programs stay attached (and keep learning into
+   * the pinned maps) while the agent is down; a restarted agent keeps a pinned link running the same
+   * program. Off by default: a crashed one-shot CLI must not leave programs attached. The agent uses it.
+   */
+  pinLinks?: boolean;
 }
 
 export interface LearnerEvents {
@@ -182,12 +188,16 @@ export class Learner extends EventEmitter<LearnerEvents> {
     const learner = new Learner(client, pinDir, !options.client);
     try {
       await client.open(OBJ, bpfObjectPath('learner'), pinDir);
-      for (const prog of PROGS)
-        await client.attach(OBJ, prog).catch((err: Error) => {
+      for (const prog of PROGS) {
+        const attach = options.pinLinks
+          ? client.request(`attach ${OBJ} ${prog} ${pinDir}/link_${prog}`)
+          : client.attach(OBJ, prog);
+        await attach.catch((err: Error) => {
           throw new Error(
             `kernel feature missing: cannot attach the learner's ${prog} (tp_btf programs need BPF tracing with BTF): ${err.message}`,
           );
         });
+      }
       client.on('event', (label, data) => {
         if (label !== `${OBJ}/events`) return;
         const ev = decodeEvent(data, learner.arch);
@@ -202,12 +212,14 @@ export class Learner extends EventEmitter<LearnerEvents> {
     return learner;
   }
 
-  /** Pins the programs' links under the pin dir so they stay attached while the agent is down. */
-  async pinLinks(): Promise<void> {
-    for (const prog of PROGS) {
-      await this.client.detach(OBJ, prog).catch(() => undefined);
-      await this.client.request(`attach ${OBJ} ${prog} ${this.pinDir}/link_${prog}`);
-    }
+  /** Attaches the programs (after detachAll; start() already attached them). */
+  async attachAll(): Promise<void> {
+    for (const prog of PROGS) await this.client.attach(OBJ, prog);
+  }
+
+  /** Detaches the programs this helper attached (benchmarks toggle them; pinned links are untouched). */
+  async detachAll(): Promise<void> {
+    for (const prog of PROGS) await this.client.detach(OBJ, prog).catch(() => undefined);
   }
 
   watched(): bigint[] {

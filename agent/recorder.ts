@@ -104,9 +104,9 @@ export class Recording {
     })();
   }
 
-  /** Stops the container (SIGTERM, then SIGKILL) and returns what was learned. */
-  async stop(): Promise<RecordResult> {
-    await this.container.stop('SIGTERM', 3000);
+  /** Stops the container (signal, then SIGKILL after graceMs) and returns what was learned. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 3000): Promise<RecordResult> {
+    await this.container.stop(signal, graceMs);
     return this.done;
   }
 }

@@ -2,7 +2,14 @@
 // default seccomp profile and the architecture's syscall table. Kept apart from the pure api/attack-surface.ts.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { allowedSyscalls, type DockerSeccompProfile } from './attack-surface.js';
+import {
+  allowedSyscalls,
+  computeAttackSurface,
+  type AttackSurfaceReport,
+  type DockerSeccompProfile,
+  type SurfaceBehaviour,
+  type SurfaceInput,
+} from './attack-surface.js';
 
 // Compiled to dist/api/: the repository root is two levels up.
 const REFERENCE_DIR = fileURLToPath(new URL('../../api/reference/', import.meta.url));
@@ -34,4 +41,26 @@ export function loadSurfaceReference(): SurfaceReference {
     runtimeDefaultName: 'containers-common default (CRI-O, Podman)',
   };
   return cached;
+}
+
+/**
+ * The attack surface of one container against the runtime default of this architecture: what the controller
+ * puts in a policy's status (through toStatus) and what `pahlevan surface` and `pahlevan demo` print.
+ */
+export function attackSurfaceOf(
+  container: string,
+  profile: SurfaceInput['profile'],
+  behaviour?: SurfaceBehaviour,
+  spec?: SurfaceInput['spec'],
+): AttackSurfaceReport {
+  const ref = loadSurfaceReference();
+  return computeAttackSurface({
+    container,
+    profile,
+    ...(behaviour ? { behaviour } : {}),
+    ...(spec ? { spec } : {}),
+    runtimeDefault: ref.runtimeDefault,
+    archSyscalls: ref.archSyscalls,
+    arch: ref.arch,
+  });
 }

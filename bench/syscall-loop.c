@@ -1,6 +1,8 @@
-// Tight syscall loop for bench/learner.ts: `syscall-loop getppid|openat ITERATIONS [--seccomp]`.
-// Prints the mean ns per iteration. --seccomp first installs an allow-all filter, as a container
+// Tight syscall loop for bench/learner.ts: `syscall-loop getppid|openat|nr=N ITERATIONS [--seccomp]`.
+// Prints the mean ns per iteration; with nr=N (a raw syscall with zero arguments, used by the kernel
+// tests to probe a profile) and 1 iteration it prints `ret=R errno=E` instead. --seccomp first installs an allow-all filter, as a container
 // runtime would, so the learner's watched path (which counts only tasks under a filter) is exercised.
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -33,6 +35,15 @@ int main(int argc, char **argv)
 			perror("seccomp");
 			return 1;
 		}
+	}
+	if (strncmp(argv[1], "nr=", 3) == 0) {
+		long nr = atol(argv[1] + 3), ret = 0;
+		for (long i = 0; i < n; i++) {
+			errno = 0;
+			ret = syscall(nr, 0, 0, 0, 0, 0);
+		}
+		printf("ret=%ld errno=%d\n", ret, ret < 0 ? errno : 0);
+		return 0;
 	}
 	int open_loop = strcmp(argv[1], "openat") == 0;
 	long long t0 = now_ns();

@@ -73,6 +73,8 @@ struct object {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_WATCHED);
+	/* Grows with the containers watched; the programs only update values in place. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct watch_state);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -249,6 +249,21 @@ export function mutatePod(
   return { pod: mutated, attached, notes };
 }
 
+/** Real pods nest a dozen levels; anything far deeper is hostile and would overflow recursive copies. */
+export const MAX_OBJECT_DEPTH = 100;
+
+/** Iterative (no recursion, so no stack overflow on hostile input). */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** The whole decision for one AdmissionReview request on /mutate-pods. */
 export function mutatePodRequest(
   request: AdmissionRequest,
@@ -269,6 +284,10 @@ export function mutatePodRequest(
 
   const pod = request.object;
   if (!isRecord(pod) || !isRecord(pod.spec)) return skipped('object is not a pod', ['object is not a pod']);
+  if (nestsDeeperThan(pod, MAX_OBJECT_DEPTH) || nestsDeeperThan(request.oldObject, MAX_OBJECT_DEPTH))
+    return skipped('object nests too deeply', [
+      `pod nests deeper than ${MAX_OBJECT_DEPTH} levels; not mutated`,
+    ]);
   const metadata = isRecord(pod.metadata) ? pod.metadata : {};
   const namespace =
     (typeof request.namespace === 'string' && request.namespace) ||

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The sample service of `pahlevan demo`: a small shop API with the kind of bugs real services have.
 
-Normal endpoints: /health, /api/items, /api/items/<id>, /static?name=<file>, /api/version (runs a helper binary).
+Normal endpoints: /health, /api/items, /api/items/<id>, /static?name=<file>, /api/version (runs a helper binary),
+/quit (stops the server).
 The same handlers can be abused (the attack script does): /static with `../` reads files outside the static
 directory, /api/version with a `cmd` parameter runs any binary, /api/webhook?port=N connects out, /debug/trace calls
 ptrace(2), the first step of injecting code into a process. Every reply is JSON; a refused operation answers {"ok": false, "errno": "EPERM", ...} so the client
@@ -15,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -91,10 +93,15 @@ class Handler(BaseHTTPRequestHandler):
                 code = ctypes.get_errno()
                 raise OSError(code, os.strerror(code))
             return 200, {"ok": True, "ptrace": "PTRACE_TRACEME succeeded"}
+        if path == "/quit":
+            # Ends serve_forever from another thread; the process then exits 0 (the demo stops it this way).
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            return 200, {"ok": True, "quitting": True}
         return 404, {"ok": False, "error": "not found"}
 
 
 if __name__ == "__main__":
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     print(f"listening on 127.0.0.1:{PORT}", flush=True)
-    server.serve_forever()
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()

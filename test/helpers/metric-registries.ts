@@ -4,10 +4,12 @@
 import type { Registry } from 'prom-client';
 import { AgentMetrics } from '../../agent/metrics.js';
 import { ControllerMetrics } from '../../webhook/controller/metrics.js';
+import { createMetrics as createWebhookMetrics } from '../../webhook/metrics.js';
 
 export function allRegistries(): { part: string; registry: Registry }[] {
   return [
     { part: 'agent', registry: new AgentMetrics().registry },
     { part: 'controller', registry: new ControllerMetrics().registry },
+    { part: 'webhook', registry: createWebhookMetrics().registry },
   ];
 }

@@ -192,3 +192,30 @@ test('the score stays within 0-100 and never drops when more is allowed', () => 
     }),
   );
 });
+
+test('behaviour.json as pahlevan record writes it (agent/recorder.ts Behaviour)', async () => {
+  const { attackSurfaceOf } = await import('../../api/attack-surface-data.js');
+  const recorded = {
+    runtime: 'runc',
+    command: ['python3', 'service.py'],
+    syscalls: ['accept4', 'bind', 'listen', 'read'],
+    execs: [{ path: '/usr/bin/python3.11', count: 1 }],
+    files: [
+      { path: '/usr/lib/python3.11/os.py', read: true, write: false, count: 3 },
+      { path: '/tmp/app.sock', read: true, write: true, count: 1 },
+    ],
+    network: [
+      { op: 'bind', protocol: 'tcp', family: 'ipv4', address: '127.0.0.1', port: 8080, count: 1 },
+      { op: 'listen', protocol: 'tcp', family: 'ipv4', address: '127.0.0.1', port: 8080, count: 1 },
+      { op: 'accept', protocol: 'tcp', family: 'ipv4', address: '127.0.0.1', port: 51234, count: 9 },
+      { op: 'connect', protocol: 'udp', family: 'ipv4', address: '10.0.0.10', port: 53, count: 2 },
+      { op: 'bind', protocol: 'udp', family: 'ipv4', address: '0.0.0.0', port: 0, count: 2 },
+    ],
+  };
+  const r = attackSurfaceOf('svc', ociProfile(recorded.syscalls), parseBehaviour(recorded));
+  assert.deepEqual(r.listeningPorts, ['8080/tcp']); // the accepted peer's port is not a listening port
+  assert.deepEqual(r.egressPorts, ['53/udp']);
+  assert.deepEqual(r.writablePaths, ['/tmp/app.sock']);
+  assert.deepEqual(r.executables, ['/usr/bin/python3.11']);
+  assert.equal(r.syscallsAllowed, 4);
+});

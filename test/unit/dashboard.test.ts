@@ -71,6 +71,7 @@ test('the dashboard covers violations over time, learning, attack surface', () =
   assert.ok(titled(/behaviours learned/i));
   assert.ok(titled(/risk score/i));
   assert.ok(titled(/syscalls allowed vs\. runtime default/i));
+  assert.ok(titled(/admission latency/i));
 });
 
 test('every query is valid PromQL (promtool check rules)', () => {

@@ -203,7 +203,8 @@ test('image drift marks the profile stale, restarts stability, republishes cover
   w.ack('n1', HASH_A);
   w.ack('n2', HASH_A);
   w.step(1000);
-  w.containers = [desired('web', HASH_A, ['img:1', 'img:2'])];
+  // The agents report a second image; the merged content (whose hash covers the images) changes.
+  w.containers = [desired('web', HASH_B, ['img:1', 'img:2'])];
   w.step(1000);
   assert.equal(w.status!.profiles![0]!.stale, true);
   assert.equal(w.cond('Drifted').status, 'True');
@@ -212,8 +213,21 @@ test('image drift marks the profile stale, restarts stability, republishes cover
   w.step(MIN);
   assert.equal(w.status!.profiles![0]!.stale, true, 'not before stableWindows');
   w.step(MIN);
-  assert.equal(w.status!.profiles![0]!.stale, false);
-  assert.equal(w.status!.profiles![0]!.image, 'img:1,img:2');
+  assert.deepEqual(w.last.publish, ['web']);
+  const [old, next] = w.status!.profiles!;
+  assert.deepEqual(
+    [old!.hash, old!.stale, old!.usable],
+    [HASH_A, true, true],
+    'old version attached until acked',
+  );
+  assert.deepEqual([next!.hash, next!.image, next!.usable], [HASH_B, 'img:2', false]);
+  w.ack('n1', HASH_B);
+  w.ack('n2', HASH_B);
+  w.step(1000);
+  assert.deepEqual(
+    w.status!.profiles!.map((p) => [p.hash, p.stale, p.usable]),
+    [[HASH_B, false, true]],
+  );
   assert.equal(w.cond('Drifted').status, 'False');
   assert.equal(w.events.filter((e) => e === 'ImageDrift').length, 1);
 });

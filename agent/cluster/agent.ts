@@ -20,6 +20,7 @@ import {
 import { ObservationStore, ObservationWriter, type Behaviour, type Source } from './observations.js';
 import { ProfileInstaller, profileFileFromObject, type ProfileFile } from './profiles.js';
 import { PahlevanObjects, WatchedCache, customObjectPath, errorMessage } from './kube.js';
+import type { AgentMetrics } from '../metrics.js';
 
 /** What the agent needs from the learner (agent/learner.ts); adapters.ts maps the real one onto it. */
 export interface LearnerPort {
@@ -76,6 +77,9 @@ export interface ClusterAgentOptions {
   rescanIntervalMs?: number;
   writeDebounceMs?: number;
   maxBackoffMs?: number;
+  /** `<kubeletRoot>/seccomp` unless set. */
+  seccompRoot?: string;
+  metrics?: AgentMetrics;
 }
 
 const silent: Logger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -143,6 +147,7 @@ export class ClusterAgent {
   private speculative = new Set<string>();
   private readonly applied = new Map<string, string>();
   private readonly lastCounts = new Map<string, Map<string, number>>();
+  private readonly appliedModes = new Map<string, Record<Layer, Mode | 'Off'>>();
   private readonly lastWhat = new Map<string, string>();
   private readonly pollTimers = new Map<string, NodeJS.Timeout>();
   private caches: WatchedCache<never>[] = [];
@@ -171,7 +176,9 @@ export class ClusterAgent {
         ),
       onWritten: (key, name) => this.log.debug({ policy: key, name }, 'observations written'),
     });
-    this.installer = new ProfileInstaller(opts.kubeletRoot);
+    this.installer = new ProfileInstaller(opts.kubeletRoot, opts.seccompRoot);
+    const metrics = opts.metrics;
+    if (metrics) this.store.onNewItem((kind) => metrics.learned(kind));
     opts.learner?.onBehaviour((cgroupId, behaviours) => this.onBehaviour(cgroupId, behaviours));
     opts.enforcer?.onViolation((cgroupId, layer, what, count) =>
       this.onViolation(cgroupId, layer, what, count),
@@ -226,6 +233,11 @@ export class ClusterAgent {
       try {
         const layers = await this.opts.enforcer.probe();
         this.store.setLayers(layers);
+        this.opts.metrics?.setLayers(
+          this.opts.node,
+          layers.active,
+          layers.missing.filter((m) => !layers.active.includes(m.layer)).map((m) => m.layer),
+        );
         this.log.info({ layers }, 'enforcement layers probed');
       } catch (err) {
         this.log.error({ err: errorMessage(err) }, 'probing enforcement layers failed');
@@ -340,8 +352,10 @@ export class ClusterAgent {
         await this.pollViolations(change.cgroupId, change.was);
         this.lastCounts.delete(change.cgroupId);
         for (const layer of LAYERS) this.lastWhat.delete(`${change.cgroupId}|${layer}`);
+        this.appliedModes.delete(change.cgroupId);
         if (this.applied.delete(change.cgroupId))
           await this.opts.enforcer?.apply(BigInt(change.cgroupId), undefined);
+        this.updateGauges();
       });
     } else {
       const pending = this.pending.get(change.cgroupId);
@@ -392,6 +406,14 @@ export class ClusterAgent {
       this.watched.delete(cgroupId);
       this.enqueue(cgroupId, () => learner.unwatch(BigInt(cgroupId)));
     }
+    this.updateGauges();
+  }
+
+  private updateGauges(): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    m.containersWatched.set({ mode: 'learning' }, this.watched.size);
+    m.containersWatched.set({ mode: 'enforcing' }, this.applied.size);
   }
 
   /** Enforcement state of every bound container, after policy/profile changes. */
@@ -411,6 +433,7 @@ export class ClusterAgent {
     const id = BigInt(cgroupId);
     if (target && who && policy) {
       this.applied.set(cgroupId, targetKey!);
+      this.appliedModes.set(cgroupId, target.modes);
       this.enqueue(cgroupId, () =>
         enforcer.apply(id, {
           namespace: who.namespace,
@@ -421,8 +444,10 @@ export class ClusterAgent {
       );
     } else if (this.applied.has(cgroupId)) {
       this.applied.delete(cgroupId);
+      this.appliedModes.delete(cgroupId);
       this.enqueue(cgroupId, () => enforcer.apply(id, undefined));
     }
+    this.updateGauges();
   }
 
   private source(who: Attribution): Source | undefined {
@@ -439,6 +464,7 @@ export class ClusterAgent {
   /** Learner events: attribute, then record; unknown cgroups wait for the kubelet to report the container. */
   onBehaviour(cgroupIdIn: bigint, behaviours: Behaviour[]): void {
     const cgroupId = normaliseCgroupId(cgroupIdIn);
+    for (const b of behaviours) this.opts.metrics?.firstSeenEvents.inc({ kind: b.kind });
     const who = this.table.resolve(cgroupId);
     if (!who) {
       this.holdPending(cgroupId, behaviours);
@@ -476,7 +502,22 @@ export class ClusterAgent {
     const who = this.table.resolve(cgroupId);
     const source = who && this.source(who);
     if (!source) return;
+    this.recordViolation(cgroupId, source, layer, what, count);
+  }
+
+  private recordViolation(cgroupId: string, source: Source, layer: Layer, what: string, count: number): void {
     this.store.recordViolation(source, layer, what, count);
+    const mode = this.appliedModes.get(cgroupId)?.[layer];
+    this.opts.metrics?.violation(
+      {
+        namespace: source.policy.namespace,
+        policy: source.policy.name,
+        container: source.containerName,
+        layer,
+        action: mode === 'Enforce' ? 'deny' : mode === 'Alert' ? 'alert' : 'log',
+      },
+      count,
+    );
   }
 
   private schedulePoll(cgroupId: string): void {
@@ -505,7 +546,7 @@ export class ClusterAgent {
       if (delta <= 0 || !source) continue;
       // Layers whose counters have no detail are named after their latest event.
       const what = c.what === '*' ? (this.lastWhat.get(`${cgroupId}|${c.layer}`) ?? c.layer) : c.what;
-      this.store.recordViolation(source, c.layer, what, delta);
+      this.recordViolation(cgroupId, source, c.layer, what, delta);
     }
   }
 
@@ -546,6 +587,7 @@ export class ClusterAgent {
         .map((p) => p!.localhostProfile!),
     );
     const result = this.installer.reconcile(wanted, inUse);
+    this.opts.metrics?.profilesInstalled.set(this.installer.listInstalled().length);
     for (const f of result.failed) this.log.error(f, 'installing profile failed');
     if (result.removed.length) this.log.info({ removed: result.removed }, 'removed unreferenced profiles');
     const installed = new Set(result.installed);

@@ -125,6 +125,7 @@ export class ObservationStore {
   private state: StoreFile;
   private readonly file: string | undefined;
   private readonly listeners: (() => void)[] = [];
+  private readonly newItemListeners: ((kind: Behaviour['kind']) => void)[] = [];
 
   constructor(
     readonly node: string,
@@ -139,6 +140,11 @@ export class ObservationStore {
       layers: { active: [], missing: [] },
       policies: {},
     };
+  }
+
+  /** Called for every item (syscall, exec, file, port) seen for the first time in a container. */
+  onNewItem(listener: (kind: Behaviour['kind']) => void): void {
+    this.newItemListeners.push(listener);
   }
 
   /** Called after every change (the writer schedules a flush). */
@@ -254,6 +260,7 @@ export class ObservationStore {
         }
         items[key] = item;
         changed = true;
+        for (const l of this.newItemListeners) l(b.kind);
       }
       const countedKey = `${source.containerId}|${source.containerName}|${bucket}|${key}`;
       if (!policy.counted[countedKey]) {

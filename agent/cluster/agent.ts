@@ -4,7 +4,7 @@
 // this file only wires them to the API server, the learner and the enforcer.
 import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { parsePolicy, layerMode, LAYERS, POLICY_PLURAL } from '../../api/policy.js';
-import type { Layer, Mode, PahlevanPolicy } from '../../api/policy.js';
+import type { Layer, Mode, PahlevanPolicy, PublishedProfile } from '../../api/policy.js';
 import { PROFILE_PLURAL, type PahlevanProfile, type ProfileContent } from '../../api/profile.js';
 import type { ObservationSpec } from '../../api/observation.js';
 import { canonicalJson } from '../../api/profile.js';
@@ -94,26 +94,35 @@ const PENDING_MAX_ITEMS = 2048;
 const PENDING_TTL_MS = 5 * 60_000;
 const MAX_SPECULATIVE = 1024;
 
-/** The profile a policy's container runs under, and in which modes, given the policy's phase. */
+/** Whether a published profile was learned from this image (`image` lists the images, comma-separated). */
+function coversImage(profile: PublishedProfile, image: string | undefined): boolean {
+  return !profile.image || !image || profile.image.split(',').includes(image);
+}
+
+/**
+ * The profile a policy's container runs under, and in which modes, given the policy's phase. A container
+ * whose image the profile was not learned from (drift), or whose profile is stale, keeps the previous
+ * profile but only in Monitor mode until a new version is published: never broken, never unwatched.
+ */
 export function enforcementFor(
   policy: PahlevanPolicy,
   container: string,
   profiles: Map<string, PahlevanProfile>,
+  image?: string,
 ): Omit<EnforcementTarget, 'namespace' | 'policy' | 'container'> | undefined {
   const phase = policy.status?.phase;
   if (!phase || phase === 'Learning' || phase === 'Failed') return undefined;
-  const published = (policy.status?.profiles ?? []).filter(
-    (p) => p.container === container && p.usable && !p.stale,
-  );
-  const current = published.at(-1);
+  const published = (policy.status?.profiles ?? []).filter((p) => p.container === container && p.usable);
+  const current = published.filter((p) => !p.stale && coversImage(p, image)).at(-1) ?? published.at(-1);
   if (!current) return undefined;
+  const drifted = !!current.stale || !coversImage(current, image);
   const object = profiles.get(`${policy.metadata.namespace}/${current.profileName}`);
   if (!object) return undefined;
   const modes = {} as Record<Layer, Mode | 'Off'>;
   for (const layer of LAYERS) {
     const mode = layerMode(policy.spec, layer);
-    // After a rollback, or while waiting for the admin, everything is watched and nothing denied.
-    modes[layer] = phase === 'Enforcing' || mode === 'Off' ? mode : 'Monitor';
+    // After a rollback, while waiting for the admin, or after drift, everything is watched and nothing denied.
+    modes[layer] = mode === 'Off' || (phase === 'Enforcing' && !drifted) ? mode : 'Monitor';
   }
   const { seccomp, execs, files, ports } = object.spec;
   return {
@@ -124,10 +133,20 @@ export function enforcementFor(
   };
 }
 
-/** Learning goes on while the policy learns (no status yet counts as learning). */
-function isLearning(policy: PahlevanPolicy | undefined): boolean {
+/**
+ * Whether a container's behaviour is learned: while its policy learns (no status yet counts), and after
+ * publication for containers with no current profile (a new container name, a new image, a stale profile):
+ * the controller re-learns those per container.
+ */
+export function isLearning(policy: PahlevanPolicy | undefined, container?: string, image?: string): boolean {
   const phase = policy?.status?.phase;
-  return !!policy && (phase === undefined || phase === 'Learning');
+  if (!policy || phase === 'Failed') return false;
+  if (phase === undefined || phase === 'Learning') return true;
+  if (container === undefined) return false;
+  const current = (policy.status?.profiles ?? []).filter(
+    (p) => p.container === container && !p.stale && coversImage(p, image),
+  );
+  return current.length === 0;
 }
 
 export class ClusterAgent {
@@ -359,10 +378,9 @@ export class ClusterAgent {
       });
     } else {
       const pending = this.pending.get(change.cgroupId);
-      if (pending) {
-        this.pending.delete(change.cgroupId);
-        this.onBehaviour(BigInt(change.cgroupId), pending.behaviours);
-      }
+      this.pending.delete(change.cgroupId);
+      // Report that this container (pod, image) runs, whatever the phase; then what it did before.
+      this.onBehaviour(BigInt(change.cgroupId), pending?.behaviours ?? []);
       this.refreshContainer(change.cgroupId);
     }
     this.reconcileWatches();
@@ -386,7 +404,7 @@ export class ClusterAgent {
     for (const { cgroupId } of this.table.bindings()) {
       const who = this.table.resolve(cgroupId);
       const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-      if (isLearning(policy)) desired.add(cgroupId);
+      if (isLearning(policy, who?.containerName, who?.image)) desired.add(cgroupId);
     }
     for (const cgroupId of desired) {
       if (this.watched.has(cgroupId)) continue;
@@ -427,7 +445,8 @@ export class ClusterAgent {
     if (!enforcer) return;
     const who = this.table.resolve(cgroupId);
     const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-    const target = policy && who ? enforcementFor(policy, who.containerName, this.profiles) : undefined;
+    const target =
+      policy && who ? enforcementFor(policy, who.containerName, this.profiles, who.image) : undefined;
     const targetKey = target ? canonicalJson({ n: target.profileName, m: target.modes }) : undefined;
     if (this.applied.get(cgroupId) === targetKey) return;
     const id = BigInt(cgroupId);
@@ -472,7 +491,12 @@ export class ClusterAgent {
     }
     const source = this.source(who);
     const policy = who.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-    if (!source || !isLearning(policy)) return;
+    if (!source) return;
+    // What ran is always reported (images, pods: the controller sees drift); behaviour only while learning.
+    if (!isLearning(policy, who.containerName, who.image)) {
+      this.store.record(source, []);
+      return;
+    }
     if (this.store.record(source, behaviours))
       this.log.debug(
         { cgroupId, container: who.containerName, pod: who.podName, n: behaviours.length },

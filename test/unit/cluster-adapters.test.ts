@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { behaviourOf, enforcerPolicy } from '../../agent/cluster/adapters.js';
-import { enforcementFor, type EnforcementTarget } from '../../agent/cluster/agent.js';
+import { enforcementFor, isLearning, type EnforcementTarget } from '../../agent/cluster/agent.js';
 import { parsePolicy, type PahlevanPolicy } from '../../api/policy.js';
 import { buildProfileSpec, type PahlevanProfile } from '../../api/profile.js';
 
@@ -107,14 +107,6 @@ test('what is enforced follows the phase: nothing while learning, the spec modes
     undefined,
   );
   assert.equal(
-    enforcementFor(
-      policy({ phase: 'Enforcing', profiles: [{ ...published, stale: true }] }),
-      'app',
-      profiles,
-    ),
-    undefined,
-  );
-  assert.equal(
     enforcementFor(policy({ phase: 'Enforcing', profiles: [published] }), 'other', profiles),
     undefined,
   );
@@ -146,4 +138,24 @@ test('a published profile becomes the enforcer policy; loopback is a flag, unexp
   const wide = enforcerPolicy({ ...target, network: { allowDNS: true, allowLoopback: false } });
   assert.equal(wide.policy.modes.network, 'Monitor');
   assert.match(wide.warnings[0]!, /wider than 4096 ports: network layer only monitors/);
+});
+
+test('after publication, a new image or a stale profile is learned again and only monitored meanwhile', () => {
+  const withImage = { ...published, image: 'busybox:1.36' };
+  const p = policy({ phase: 'Enforcing', profiles: [withImage] });
+  assert.equal(isLearning(p, 'app', 'busybox:1.36'), false, 'covered: enforcing, not learning');
+  assert.equal(enforcementFor(p, 'app', profiles, 'busybox:1.36')!.modes.syscalls, 'Enforce');
+  assert.equal(isLearning(p, 'app', 'busybox:1.37'), true, 'drift: learn the new image');
+  assert.equal(
+    enforcementFor(p, 'app', profiles, 'busybox:1.37')!.modes.syscalls,
+    'Monitor',
+    'previous profile, Monitor',
+  );
+  assert.equal(isLearning(p, 'sidecar', 'x'), true, 'a container with no profile yet is learned');
+  const stale = policy({ phase: 'Enforcing', profiles: [{ ...withImage, stale: true }] });
+  assert.equal(isLearning(stale, 'app', 'busybox:1.36'), true);
+  assert.equal(enforcementFor(stale, 'app', profiles, 'busybox:1.36')!.modes.syscalls, 'Monitor');
+  assert.equal(isLearning(policy({ phase: 'Learning' }), 'app'), true);
+  assert.equal(isLearning(policy({ phase: 'Failed' }), 'app'), false);
+  assert.equal(isLearning(undefined, 'app'), false);
 });

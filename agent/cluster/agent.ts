@@ -2,6 +2,7 @@
 // learner events into per-node observations; installs published profiles and acknowledges them;
 // programs the enforcement layers. Decisions live in attribution.ts, observations.ts and profiles.ts;
 // this file only wires them to the API server, the learner and the enforcer.
+import { watch, type FSWatcher } from 'node:fs';
 import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { parsePolicy, layerMode, LAYERS, POLICY_PLURAL } from '../../api/policy.js';
 import type { Layer, Mode, PahlevanPolicy, PublishedProfile } from '../../api/policy.js';
@@ -79,6 +80,8 @@ export interface ClusterAgentOptions {
   maxBackoffMs?: number;
   /** `<kubeletRoot>/seccomp` unless set. */
   seccompRoot?: string;
+  /** Rescan as soon as a container cgroup appears (inotify on the cgroup tree); default true. */
+  watchCgroups?: boolean;
   metrics?: AgentMetrics;
 }
 
@@ -171,6 +174,8 @@ export class ClusterAgent {
   private readonly pollTimers = new Map<string, NodeJS.Timeout>();
   private caches: WatchedCache<never>[] = [];
   private rescanTimer: NodeJS.Timeout | undefined;
+  private cgroupWatcher: FSWatcher | undefined;
+  private quickRescan: NodeJS.Timeout | undefined;
   private profileTimer: NodeJS.Timeout | undefined;
   private policiesSynced = false;
   private profilesSynced = false;
@@ -274,10 +279,40 @@ export class ClusterAgent {
     this.writer.start();
     await Promise.all(this.caches.map((c) => c.start()));
     this.scheduleRescan(this.opts.rescanIntervalMs ?? 2000);
+    if (this.opts.watchCgroups ?? true) this.watchCgroupTree();
+  }
+
+  /**
+   * A new container cgroup triggers a rescan at once: the runtime creates the cgroup just before the
+   * container's first instruction, so the periodic rescan alone would miss its start-up behaviour.
+   */
+  private watchCgroupTree(): void {
+    try {
+      this.cgroupWatcher = watch(this.scanner.cgroupRoot, { recursive: true }, (_event, name) => {
+        const last =
+          String(name ?? '')
+            .split('/')
+            .at(-1) ?? '';
+        if (!/[0-9a-f]{64}/.test(last) || this.quickRescan) return;
+        this.quickRescan = setTimeout(() => {
+          this.quickRescan = undefined;
+          this.rescan();
+        }, 5);
+      });
+      this.cgroupWatcher.on('error', (err) => {
+        this.log.warn({ err: err.message }, 'watching the cgroup tree failed; rescanning periodically only');
+        this.cgroupWatcher?.close();
+        this.cgroupWatcher = undefined;
+      });
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'cannot watch the cgroup tree; rescanning periodically only');
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.cgroupWatcher?.close();
+    if (this.quickRescan) clearTimeout(this.quickRescan);
     if (this.rescanTimer) clearTimeout(this.rescanTimer);
     if (this.profileTimer) clearTimeout(this.profileTimer);
     for (const t of this.pollTimers.values()) clearTimeout(t);

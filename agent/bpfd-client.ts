@@ -246,6 +246,26 @@ export class BpfdClient extends EventEmitter<BpfdClientEvents> {
     };
   }
 
+  /** Program id, tag and the kernel's run statistics (counted while stats are on). */
+  async progInfo(
+    obj: string,
+    prog: string,
+  ): Promise<{ id: number; tag: string; runTimeNs: number; runCount: number }> {
+    const payload = await this.request(`prog_info ${checkName('object', obj)} ${checkName('program', prog)}`);
+    const field = (name: string): string => new RegExp(`${name}=(\\S+)`).exec(payload)?.[1] ?? '';
+    return {
+      id: Number(field('id')),
+      tag: field('tag'),
+      runTimeNs: Number(field('run_time_ns')),
+      runCount: Number(field('run_cnt')),
+    };
+  }
+
+  /** Kernel BPF run-time statistics on or off (they cost a little on every program run while on). */
+  async stats(on: boolean): Promise<void> {
+    await this.request(`stats ${on ? 'on' : 'off'}`);
+  }
+
   /** Starts streaming a ring buffer's records as 'event' (label `<obj>/<map>`). */
   async ringbuf(obj: string, map: string): Promise<void> {
     await this.request(`ringbuf ${checkName('object', obj)} ${checkName('map', map)}`);

@@ -243,6 +243,8 @@ export interface EnforcerOptions {
   forceFanotify?: boolean;
   /** Skip BPF-LSM entirely (e.g. known missing). */
   skipLsm?: boolean;
+  /** Load only these layers (benchmarks); default all. */
+  only?: Layer[];
 }
 
 export interface EnforcerEvents {
@@ -286,40 +288,56 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
 
   private async probe(options: EnforcerOptions): Promise<void> {
     const why = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+    const wanted = (l: Layer): boolean => !options.only || options.only.includes(l);
+    const notWanted = (layer: Layer): void =>
+      void this.states.set(layer, { layer, active: false, mechanism: 'none', reason: 'not requested' });
     // syscalls: seccomp is the runtime's; we add exact denial counting.
-    try {
-      await this.client.open(SW_OBJ, bpfObjectPath('seccomp_watch'));
-      await this.client.attach(SW_OBJ, 'sw_sys_enter');
-      await this.client.attach(SW_OBJ, 'sw_sys_exit');
-      await this.client.ringbuf(SW_OBJ, 'sw_events');
-      this.swActive = true;
-      this.states.set('syscalls', { layer: 'syscalls', active: true, mechanism: 'seccomp + seccomp_watch' });
-    } catch (err) {
-      this.states.set('syscalls', {
-        layer: 'syscalls',
-        active: true,
-        mechanism: 'seccomp',
-        reason: `denials are not counted: seccomp_watch did not load: ${why(err)}`,
-      });
-    }
+    if (!wanted('syscalls')) notWanted('syscalls');
+    else
+      try {
+        await this.client.open(SW_OBJ, bpfObjectPath('seccomp_watch'));
+        await this.client.attach(SW_OBJ, 'sw_sys_enter');
+        await this.client.attach(SW_OBJ, 'sw_sys_exit');
+        await this.client.ringbuf(SW_OBJ, 'sw_events');
+        this.swActive = true;
+        this.states.set('syscalls', {
+          layer: 'syscalls',
+          active: true,
+          mechanism: 'seccomp + seccomp_watch',
+        });
+      } catch (err) {
+        this.states.set('syscalls', {
+          layer: 'syscalls',
+          active: true,
+          mechanism: 'seccomp',
+          reason: `denials are not counted: seccomp_watch did not load: ${why(err)}`,
+        });
+      }
     // network: load the object (all programs verified), attach the socket hooks above the containers.
-    try {
-      await this.client.open(NP_OBJ, bpfObjectPath('netpolicy'));
-      mkdirSync(options.cgroupAttachDir, { recursive: true });
-      for (const prog of NET_PROGS) await this.client.attachCgroup(NP_OBJ, prog, options.cgroupAttachDir);
-      await this.client.ringbuf(NP_OBJ, 'np_events');
-      this.netActive = true;
-      this.states.set('network', { layer: 'network', active: true, mechanism: 'cgroup socket hooks + tc' });
-    } catch (err) {
-      this.states.set('network', {
-        layer: 'network',
-        active: false,
-        mechanism: 'cgroup socket hooks + tc',
-        reason: why(err),
-      });
-    }
+    if (!wanted('network')) notWanted('network');
+    else
+      try {
+        await this.client.open(NP_OBJ, bpfObjectPath('netpolicy'));
+        mkdirSync(options.cgroupAttachDir, { recursive: true });
+        for (const prog of NET_PROGS) await this.client.attachCgroup(NP_OBJ, prog, options.cgroupAttachDir);
+        await this.client.ringbuf(NP_OBJ, 'np_events');
+        this.netActive = true;
+        this.states.set('network', { layer: 'network', active: true, mechanism: 'cgroup socket hooks + tc' });
+      } catch (err) {
+        this.states.set('network', {
+          layer: 'network',
+          active: false,
+          mechanism: 'cgroup socket hooks + tc',
+          reason: why(err),
+        });
+      }
     // files and execs: BPF-LSM if this kernel runs it, else fanotify.
     let lsmReason = 'skipped';
+    if (!wanted('files') && !wanted('execs')) {
+      notWanted('files');
+      notWanted('execs');
+      return;
+    }
     if (!options.skipLsm && !options.forceFanotify) {
       try {
         await this.client.open(LSM_OBJ, bpfObjectPath('lsm'));
@@ -366,6 +384,8 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
   /** Programs every available layer for a container; call before its first instruction runs. */
   async enforce(target: EnforceTarget, policy: ContainerPolicy): Promise<{ missingPaths: string[] }> {
     const cgid = target.cgroupId;
+    // A new profile for a container already enforced replaces its rules, not adds to them.
+    if (this.watched.has(cgid)) await this.forget(cgid);
     this.watched.set(cgid, { target, policy });
     const writes: MapWrite[] = [];
     const m = policy.modes;
@@ -378,7 +398,18 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
       const files = resolveEntries(policy.files, 'file', root, target.binds);
       const execs = resolveEntries(policy.execs, 'exec', root, target.binds);
       missingPaths.push(...files.missing, ...execs.missing);
-      const allow = [...files.allow, ...execs.allow];
+      // The runtime's own init re-executes and re-reads its binary inside the container's cgroup (runc
+      // copies or bind-mounts /proc/self/exe): the runtime is trusted, whatever the recording saw.
+      const runtime = resolveEntries(
+        runtimeBinaries().map((path) => ({ path, subtree: false, reason: 'rule' as const })),
+        'exec',
+      ).allow;
+      const allow = [
+        ...files.allow,
+        ...execs.allow,
+        ...runtime,
+        ...runtime.map((e) => ({ ...e, kind: 'file' as const })),
+      ];
       if (this.fileMechanism === 'bpf-lsm') {
         writes.push(...planLsm({ cgid, fileMode: m.files, execMode: m.execs, allow }));
       } else {
@@ -414,10 +445,15 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
   }
 
   /** Filters new inbound flows on an interface for a container (tcx, else clsact); returns how. */
-  async attachInterface(cgroupId: bigint, ifname: string, direction: 'ingress' | 'egress'): Promise<string> {
+  async attachInterface(
+    cgroupId: bigint,
+    ifname: string,
+    direction: 'ingress' | 'egress',
+    knownIfindex?: number,
+  ): Promise<string> {
     if (!this.netActive)
       throw new Error(`network layer is not active: ${this.states.get('network')?.reason}`);
-    const ifindex = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim());
+    const ifindex = knownIfindex ?? Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim());
     const w = npInterfaceWrite(ifindex, cgroupId);
     await this.client.mapUpdate(w.obj, w.map, w.key, w.value);
     return this.client.attachTc(NP_OBJ, 'np_tc_ingress', ifname, direction);
@@ -586,6 +622,17 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
       container: this.name(cgid),
     });
   }
+}
+
+/** Container runtimes on this host (their init runs inside the container's cgroup before the command). */
+export function runtimeBinaries(): string[] {
+  const found: string[] = [];
+  for (const dir of (
+    process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+  ).split(':'))
+    for (const name of ['runc', 'crun'])
+      if (dir && existsSync(join(dir, name)) && !found.includes(join(dir, name))) found.push(join(dir, name));
+  return found;
 }
 
 function activeLsms(): string | undefined {

@@ -13,8 +13,9 @@ const PROGS = ['learn_sys_enter', 'learn_exec'] as const;
 
 // Layout of bpf/learner.bpf.c (little-endian).
 const SYSCALL_BITMAP_WORDS = 8;
-const WATCH_VALUE_SIZE = SYSCALL_BITMAP_WORDS * 8 + 8;
-const FILTER_WORDS = 1024;
+/** struct watch_state: cgid, flags, bits[8]. */
+const WATCH_VALUE_SIZE = 16 + SYSCALL_BITMAP_WORDS * 8;
+const WATCH_SLOTS = 8192;
 const EVENT_HEADER_SIZE = 48;
 const PATH_SIZE = 256;
 export const WATCH_REQUIRE_SECCOMP = 1n;
@@ -164,7 +165,7 @@ export interface LearnerEvents {
 
 export class Learner extends EventEmitter<LearnerEvents> {
   readonly arch = nodeArch();
-  private filterLock: Promise<unknown> = Promise.resolve();
+  private lock: Promise<unknown> = Promise.resolve();
   private readonly watchedIds = new Set<bigint>();
 
   private constructor(
@@ -203,6 +204,10 @@ export class Learner extends EventEmitter<LearnerEvents> {
         const ev = decodeEvent(data, learner.arch);
         if (ev) learner.emit('event', ev);
       });
+      for (const [, v] of await client.mapDump(OBJ, 'watch_slots')) {
+        const id = v.readBigUInt64LE(0);
+        if (id !== 0n) learner.watchedIds.add(id);
+      }
       for (const [k] of await client.mapDump(OBJ, 'watched')) learner.watchedIds.add(k.readBigUInt64LE(0));
       await client.ringbuf(OBJ, 'events');
     } catch (err) {
@@ -226,10 +231,31 @@ export class Learner extends EventEmitter<LearnerEvents> {
     return [...this.watchedIds];
   }
 
-  private withFilterLock<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.filterLock.then(fn, fn);
-    this.filterLock = next.catch(() => undefined);
+  /** Watch-set changes are read-modify-write sequences on the maps: one at a time. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => undefined);
     return next;
+  }
+
+  private static slotKey(cgroupId: bigint): Buffer {
+    return u32le(Number(cgroupId & BigInt(WATCH_SLOTS - 1)));
+  }
+
+  /** Where a watched cgroup's state lives: its direct-mapped slot, or the overflow hash. */
+  private async locate(cgroupId: bigint): Promise<{ where: 'slot' | 'hash'; value: Buffer } | undefined> {
+    const slot = await this.client.mapLookup(OBJ, 'watch_slots', Learner.slotKey(cgroupId));
+    if (slot && slot.readBigUInt64LE(0) === cgroupId) return { where: 'slot', value: slot };
+    const v = await this.client.mapLookup(OBJ, 'watched', u64le(cgroupId));
+    return v ? { where: 'hash', value: v } : undefined;
+  }
+
+  private async setOverflowBit(cgroupId: bigint, on: boolean): Promise<void> {
+    const slot = Number(cgroupId & BigInt(WATCH_SLOTS - 1));
+    const key = u32le(Math.floor(slot / 64));
+    const word = (await this.client.mapLookup(OBJ, 'slot_overflow', key))?.readBigUInt64LE(0) ?? 0n;
+    const bit = 1n << BigInt(slot % 64);
+    await this.client.mapUpdate(OBJ, 'slot_overflow', key, u64le(on ? word | bit : word & ~bit));
   }
 
   /**
@@ -237,49 +263,69 @@ export class Learner extends EventEmitter<LearnerEvents> {
    * under a seccomp filter, so the runtime's setup before it installs the filter is not learned.
    * Keeps whatever was already learned for this cgroup.
    */
-  async watch(cgroupId: bigint, options: { requireSeccomp?: boolean } = {}): Promise<void> {
+  watch(cgroupId: bigint, options: { requireSeccomp?: boolean } = {}): Promise<void> {
+    if (cgroupId <= 0n) return Promise.reject(new Error(`invalid cgroup id ${cgroupId}`));
     const flags = options.requireSeccomp ? WATCH_REQUIRE_SECCOMP : 0n;
-    const value = Buffer.alloc(WATCH_VALUE_SIZE);
-    value.writeBigUInt64LE(flags, SYSCALL_BITMAP_WORDS * 8);
-    const key = u64le(cgroupId);
-    const existing = await this.client.mapLookup(OBJ, 'watched', key);
-    if (existing) {
-      existing.writeBigUInt64LE(flags, SYSCALL_BITMAP_WORDS * 8);
-      await this.client.mapUpdate(OBJ, 'watched', key, existing, 'exist');
-    } else {
-      await this.client.mapUpdate(OBJ, 'watched', key, value, 'noexist');
-    }
-    this.watchedIds.add(cgroupId);
-    await this.withFilterLock(() => this.writeFilterWord(cgroupId));
+    return this.serialized(async () => {
+      const found = await this.locate(cgroupId);
+      if (found) {
+        // Flags change only between recordings; the bits are rewritten as read.
+        found.value.writeBigUInt64LE(flags, 8);
+        if (found.where === 'slot')
+          await this.client.mapUpdate(OBJ, 'watch_slots', Learner.slotKey(cgroupId), found.value);
+        else await this.client.mapUpdate(OBJ, 'watched', u64le(cgroupId), found.value, 'exist');
+      } else {
+        const value = Buffer.alloc(WATCH_VALUE_SIZE);
+        value.writeBigUInt64LE(cgroupId, 0);
+        value.writeBigUInt64LE(flags, 8);
+        const slot = await this.client.mapLookup(OBJ, 'watch_slots', Learner.slotKey(cgroupId));
+        if (!slot || slot.readBigUInt64LE(0) === 0n) {
+          await this.client.mapUpdate(OBJ, 'watch_slots', Learner.slotKey(cgroupId), value);
+        } else {
+          await this.client.mapUpdate(OBJ, 'watched', u64le(cgroupId), value, 'noexist');
+          await this.setOverflowBit(cgroupId, true);
+        }
+      }
+      this.watchedIds.add(cgroupId);
+    });
   }
 
-  /** Stops learning a cgroup; what was learned stays readable until forget(). */
-  async unwatch(cgroupId: bigint): Promise<void> {
-    this.watchedIds.delete(cgroupId);
-    await this.withFilterLock(() => this.writeFilterWord(cgroupId));
-    // The bitmap stays in 'watched' only if we keep the entry; the prefilter bit is what stops learning.
+  /** Stops learning a cgroup and drops its syscall bitmap; returns the syscall numbers it had learned. */
+  unwatch(cgroupId: bigint): Promise<number[]> {
+    return this.serialized(async () => {
+      const found = await this.locate(cgroupId);
+      this.watchedIds.delete(cgroupId);
+      if (!found) return [];
+      if (found.where === 'slot') {
+        await this.client.mapUpdate(
+          OBJ,
+          'watch_slots',
+          Learner.slotKey(cgroupId),
+          Buffer.alloc(WATCH_VALUE_SIZE),
+        );
+      } else {
+        await this.client.mapDelete(OBJ, 'watched', u64le(cgroupId));
+        const slotMask = BigInt(WATCH_SLOTS - 1);
+        const others = [...this.watchedIds].some((id) => (id & slotMask) === (cgroupId & slotMask));
+        // Others sharing the slot may sit in the slot itself; only hash residents need the bit, but a
+        // spare bit costs one hash miss, so keep it while any other cgroup maps to this slot.
+        if (!others) await this.setOverflowBit(cgroupId, false);
+      }
+      return bitmapToNumbers(found.value.subarray(16));
+    });
   }
 
-  /** Drops everything learned for a cgroup (bitmap and objects). */
+  /** Drops everything learned for a cgroup (bitmap and exec/file/network objects). */
   async forget(cgroupId: bigint): Promise<void> {
     await this.unwatch(cgroupId);
-    await this.client.mapDelete(OBJ, 'watched', u64le(cgroupId));
     for (const [k] of await this.client.mapDump(OBJ, 'objects'))
       if (k.readBigUInt64LE(0) === cgroupId) await this.client.mapDelete(OBJ, 'objects', k);
   }
 
-  private async writeFilterWord(cgroupId: bigint): Promise<void> {
-    const word = Number((cgroupId >> 6n) & BigInt(FILTER_WORDS - 1));
-    let bits = 0n;
-    for (const id of this.watchedIds)
-      if (Number((id >> 6n) & BigInt(FILTER_WORDS - 1)) === word) bits |= 1n << (id & 63n);
-    await this.client.mapUpdate(OBJ, 'watch_filter', u32le(word), u64le(bits));
-  }
-
   /** Syscall numbers learned for a cgroup (from the in-kernel bitmap). */
   async syscallNumbers(cgroupId: bigint): Promise<number[]> {
-    const v = await this.client.mapLookup(OBJ, 'watched', u64le(cgroupId));
-    return v ? bitmapToNumbers(v.subarray(0, SYSCALL_BITMAP_WORDS * 8)) : [];
+    const found = await this.locate(cgroupId);
+    return found ? bitmapToNumbers(found.value.subarray(16)) : [];
   }
 
   async syscallNames(cgroupId: bigint): Promise<string[]> {

@@ -4,8 +4,8 @@
 // Cost model (PLATFORM.md): the hook dominates, so there is ONE program on the raw sys_enter hook
 // (tp_btf, the cheapest) and the exec hook is the scheduler tracepoint, which fires only on exec.
 // The hot path for a task nobody watches is: read current's cgroup v2 id through BTF pointers (no
-// helper call), test one bit of an inlined array lookup, return. Only tasks of watched cgroups go on
-// to the hash lookup, the bitmap and the per-syscall dispatch.
+// helper call), one inlined array lookup and a compare, return. A watched task finds its bitmap in the
+// same array slot; only tasks of watched cgroups go on to the bitmap and the per-syscall dispatch.
 //
 // Identity: the cgroup v2 id (kernfs inode of the cgroup directory). User space creates the cgroup
 // before the runtime starts, so it is watched before the container's first instruction.
@@ -27,7 +27,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define SECCOMP_MODE_FILTER 2
 #define SYSCALL_BITMAP_WORDS 8 /* 512 syscall numbers: x86_64 and arm64 stay below 512 */
-#define FILTER_WORDS 1024      /* 65536-bit prefilter over cgroup ids */
+#define WATCH_SLOTS 8192       /* direct-mapped fast path; collisions go to the 'watched' hash */
 #define MAX_WATCHED 16384
 #define MAX_OBJECTS 262144
 #define PATH_MAX_LEN 256
@@ -39,9 +39,11 @@ enum net_op { NET_CONNECT = 1, NET_BIND = 2, NET_LISTEN = 3, NET_ACCEPT = 4, NET
 #define INTENT_READ 1
 #define INTENT_WRITE 2
 
+// One watched cgroup: its id, flags (set by user space) and the syscall bitmap (set here).
 struct watch_state {
-	__u64 bits[SYSCALL_BITMAP_WORDS];
+	__u64 cgid;
 	__u64 flags;
+	__u64 bits[SYSCALL_BITMAP_WORDS];
 };
 
 // Header shared by all events; a syscall event is only the header.
@@ -70,25 +72,35 @@ struct object {
 	struct event ev;
 };
 
+// Watched cgroups, direct-mapped by (cgid % WATCH_SLOTS): an array lookup is inlined by the verifier
+// (no helper call, no hashing), so an unwatched task pays a few loads and one compare. A watched cgroup
+// whose slot is taken by another lives in the 'watched' hash instead, and its slot's bit in
+// 'slot_overflow' sends tasks with that slot to the hash.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct watch_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} watch_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, WATCH_SLOTS / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} slot_overflow SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_WATCHED);
-	/* Grows with the containers watched; the programs only update values in place. */
+	/* Grows with the colliding cgroups only; the programs update values in place. */
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct watch_state);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } watched SEC(".maps");
-
-// Prefilter: bit (cgid % 65536) is set when some watched cgroup hashes there. Array lookups are
-// inlined by the verifier, so an unwatched task pays a few loads, not a helper call.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FILTER_WORDS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} watch_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -172,13 +184,19 @@ static __always_inline __u64 current_cgroup_id(struct task_struct *task)
 static __always_inline struct watch_state *lookup_watched(struct task_struct *task, __u64 *cgid_out)
 {
 	__u64 cgid = current_cgroup_id(task);
-	__u32 word = (cgid >> 6) & (FILTER_WORDS - 1);
-	__u64 *bits = bpf_map_lookup_elem(&watch_filter, &word);
-	if (!bits || !(*bits & (1ULL << (cgid & 63))))
-		return 0;
-	struct watch_state *w = bpf_map_lookup_elem(&watched, &cgid);
+	__u32 slot = cgid & (WATCH_SLOTS - 1);
+	struct watch_state *w = bpf_map_lookup_elem(&watch_slots, &slot);
 	if (!w)
 		return 0;
+	if (w->cgid != cgid) {
+		__u32 word = slot / 64;
+		__u64 *overflow = bpf_map_lookup_elem(&slot_overflow, &word);
+		if (!overflow || !(*overflow & (1ULL << (slot & 63))))
+			return 0;
+		w = bpf_map_lookup_elem(&watched, &cgid);
+		if (!w)
+			return 0;
+	}
 	if ((w->flags & WATCH_REQUIRE_SECCOMP) && task->seccomp.mode != SECCOMP_MODE_FILTER)
 		return 0;
 	*cgid_out = cgid;
@@ -202,15 +220,21 @@ static __always_inline __u64 fnv1a(const void *data, __u32 len)
 	return h;
 }
 
-static __always_inline __u64 hash_path(const char *path)
+// Hashes a string read by bpf_probe_read_*_str (len includes the NUL) 8 bytes at a time; bytes after
+// the NUL in the last word are masked off, since the scratch buffer holds leftovers of earlier paths.
+static __always_inline __u64 hash_path(const char *path, long len)
 {
+	const __u64 *words = (const __u64 *)path;
 	__u64 h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < PATH_MAX_LEN; i++) {
-		char c = path[i];
-		if (!c)
+	for (int i = 0; i < PATH_MAX_LEN / 8; i++) {
+		long left = len - i * 8;
+		if (left <= 0)
 			break;
-		h ^= (__u8)c;
-		h *= 0x100000001b3ULL;
+		__u64 w = words[i];
+		if (left < 8)
+			w &= (1ULL << (left * 8)) - 1; /* little-endian: the string's bytes are the low ones */
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
 	}
 	return h;
 }
@@ -232,8 +256,11 @@ static __always_inline void observe(struct object *o, __u64 hash)
 		o->count = old->count;
 	} else {
 		o->count = 1;
-		if (bpf_map_update_elem(&objects, &key, o, BPF_NOEXIST) == -17 /* EEXIST: raced */)
+		long err = bpf_map_update_elem(&objects, &key, o, BPF_NOEXIST);
+		if (err == -17 /* EEXIST: another CPU stored it first */)
 			return;
+		if (err)
+			count_stat(1); /* map full: still reported once now, but not aggregated */
 	}
 	if (bpf_ringbuf_output(&events, &o->ev, sizeof(o->ev), 0))
 		count_stat(0);
@@ -279,9 +306,10 @@ static __always_inline void learn_open(__u64 cgid, const char *upath, __u64 flag
 	if (flags & (O_CREAT | O_TRUNC | O_APPEND))
 		intent |= INTENT_WRITE;
 	o->ev.arg = intent;
-	if (bpf_probe_read_user_str(o->ev.path, sizeof(o->ev.path), upath) <= 0)
+	long len = bpf_probe_read_user_str(o->ev.path, sizeof(o->ev.path), upath);
+	if (len <= 0)
 		return;
-	observe(o, hash_path(o->ev.path));
+	observe(o, hash_path(o->ev.path, len));
 }
 
 static __always_inline struct sock *sock_of_fd(struct task_struct *task, int fd)
@@ -411,8 +439,9 @@ int BPF_PROG(learn_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (!o)
 		return 0;
 	init_event(o, cgid, EV_EXEC);
-	if (bpf_probe_read_kernel_str(o->ev.path, sizeof(o->ev.path), BPF_CORE_READ(bprm, filename)) <= 0)
+	long len = bpf_probe_read_kernel_str(o->ev.path, sizeof(o->ev.path), BPF_CORE_READ(bprm, filename));
+	if (len <= 0)
 		return 0;
-	observe(o, hash_path(o->ev.path));
+	observe(o, hash_path(o->ev.path, len));
 	return 0;
 }

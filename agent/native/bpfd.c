@@ -804,6 +804,51 @@ static void cmd_ringbuf(const char *id, char **argv, int argc)
 	ring_buffer__consume(r->rb);
 }
 
+/* prog_info <obj> <prog>: id, tag and the kernel's run statistics (non-zero while stats are enabled). */
+static void cmd_prog_info(const char *id, char **argv, int argc)
+{
+	if (argc < 2) {
+		reply_err(id, EINVAL, "usage: prog_info <obj> <prog>");
+		return;
+	}
+	struct obj *o;
+	struct bpf_program *p = find_prog(id, argv[0], argv[1], &o);
+	if (!p)
+		return;
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(pi);
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &pi, &len)) {
+		reply_err(id, errno, "cannot get info of %s/%s", argv[0], argv[1]);
+		return;
+	}
+	char tag[2 * BPF_TAG_SIZE + 1];
+	bpfd_hex(pi.tag, BPF_TAG_SIZE, tag);
+	bpfd_reply(id, "ok id=%u tag=%s run_time_ns=%llu run_cnt=%llu jited=%u xlated=%u", pi.id, tag,
+		   (unsigned long long)pi.run_time_ns, (unsigned long long)pi.run_cnt, pi.jited_prog_len,
+		   pi.xlated_prog_len);
+}
+
+/* stats on|off: kernel run-time statistics for all BPF programs while this helper holds them on. */
+static int stats_fd = -1;
+static void cmd_stats(const char *id, char **argv, int argc)
+{
+	if (argc < 1 || (strcmp(argv[0], "on") && strcmp(argv[0], "off"))) {
+		reply_err(id, EINVAL, "usage: stats on|off");
+		return;
+	}
+	if (!strcmp(argv[0], "on") && stats_fd < 0) {
+		stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+		if (stats_fd < 0) {
+			reply_err(id, errno, "cannot enable BPF run-time statistics");
+			return;
+		}
+	} else if (!strcmp(argv[0], "off") && stats_fd >= 0) {
+		close(stats_fd);
+		stats_fd = -1;
+	}
+	bpfd_reply(id, "ok");
+}
+
 static void close_obj(struct obj *o)
 {
 	while (o->rbufs) {
@@ -897,6 +942,10 @@ static void handle_line(char *line)
 		cmd_map_dump(id, argv, argc);
 	else if (!strcmp(cmd, "map_info"))
 		cmd_map_info(id, argv, argc);
+	else if (!strcmp(cmd, "prog_info"))
+		cmd_prog_info(id, argv, argc);
+	else if (!strcmp(cmd, "stats"))
+		cmd_stats(id, argv, argc);
 	else if (!strcmp(cmd, "ringbuf"))
 		cmd_ringbuf(id, argv, argc);
 	else if (!strcmp(cmd, "close"))

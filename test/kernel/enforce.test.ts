@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { cgroup2Root } from '../../agent/container.js';
+import { bpfObjectPath } from '../../agent/bpfd-client.js';
 import { Enforcer } from '../../agent/enforcer.js';
 import { startEnforced, type EnforcedContainer } from '../../cli/enforce-run.js';
 import {
@@ -111,6 +112,29 @@ test('an enforced container keeps serving while unlearned egress, bind and ingre
   assert.ok(reported.some((x) => x.what === `tcp ${v.hostAddress}:${port(UNLEARNED_EGRESS)}`));
 });
 
+test("TC passes allowed packets on to the next program (a CNI's), dropped ones never reach it", async () => {
+  assert.ok(c, 'needs the container of the previous test');
+  const v = c.veth!;
+  const client = enforcer.client;
+  await client.open('tc_neighbour', bpfObjectPath('tc_neighbour'));
+  try {
+    assert.equal(await client.attachTc('tc_neighbour', 'neighbour_count', v.hostIf, 'egress'), v.tc);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await ask('/ping'), { ok: true });
+    assert.equal(await tcpAttempt(v.containerAddress, port(UNLEARNED_INGRESS + 1), 1500), 'timeout');
+    const seen = new Map(
+      (await client.mapDump('tc_neighbour', 'seen_by_port')).map(([k, val]) => [
+        k.readUInt16LE(0),
+        val.readBigUInt64LE(0),
+      ]),
+    );
+    assert.ok((seen.get(recorded.serverPort) ?? 0n) > 0n, 'allowed packets reach the next program');
+    assert.equal(seen.get(port(UNLEARNED_INGRESS + 1)), undefined, 'dropped SYNs do not');
+  } finally {
+    await client.close('tc_neighbour');
+  }
+  assert.equal((await c.counters()).network?.ingress, 2n);
+});
+
 test('reading an unlearned file and executing an unlearned binary are denied (fanotify here), counted once', async () => {
   assert.ok(c, 'needs the container of the previous test');
   assert.deepEqual(await ask('/open?path=/pvt/secret.txt'), { ok: false, errno: 'EPERM' });
@@ -157,6 +181,26 @@ test('Enforce -> Monitor -> Enforce switches live, without restarting the contai
   const monitorReports = c.violations.filter((x) => x.mode === 'Monitor');
   assert.ok(monitorReports.length >= 3 && monitorReports.every((x) => !x.denied));
   console.log(`mode switch took ${switchedMs} ms (to Monitor) and ${backMs} ms (back to Enforce)`);
+});
+
+test('Alert denies like Enforce and marks each report as an alert', async () => {
+  assert.ok(c, 'needs the running container');
+  const v = c.veth!;
+  const seen = c.violations.length;
+  await c.setMode('Alert');
+  try {
+    assert.deepEqual(await ask(`/connect?host=${v.hostAddress}&port=${port(UNLEARNED_EGRESS)}`), {
+      ok: false,
+      errno: 'EPERM',
+    });
+    assert.deepEqual(await ask('/open?path=/pvt/secret.txt'), { ok: false, errno: 'EPERM' });
+    await new Promise((r) => setTimeout(r, 200));
+    const fresh = c.violations.slice(seen);
+    assert.deepEqual(fresh.map((x) => x.layer).sort(), ['files', 'network']);
+    assert.ok(fresh.every((x) => x.mode === 'Alert' && x.denied));
+  } finally {
+    await c.setMode('Enforce');
+  }
 });
 
 test('a burst of 100,000 seccomp-denied syscalls is counted exactly', async () => {

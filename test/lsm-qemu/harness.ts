@@ -5,7 +5,7 @@
 // advance, so the plan is built with sentinel numbers that the guest replaces by what it stats.
 // The guest prints one `PAHLEVAN-LSM-RESULT <json>` line; the caller judges it (qemu exits 0 regardless).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import {
@@ -23,7 +23,20 @@ export const KERNEL_DIR = process.env.PAHLEVAN_LSM_KERNEL_DIR ?? `${REPO_ROOT}.c
 export const KERNEL_IMAGE = `${KERNEL_DIR}/vmlinuz`;
 export const LSM_OBJECT = `${REPO_ROOT}bpf/.output/lsm.bpf.o`;
 export const STATIC_HELPER = `${REPO_ROOT}bpf/.output/pahlevan-bpfd-static`;
-export const OPEN_LOOP = `${REPO_ROOT}bpf/.output/open-loop-static`;
+export const OPEN_LOOP = `${REPO_ROOT}bpf/.output/enforce-loop-static`;
+const OPEN_LOOP_SOURCE = `${REPO_ROOT}bench/enforce-loop.c`;
+
+/** Builds bench/enforce-loop.c statically (it runs in the guest and in containers); returns its path. */
+export function ensureEnforceLoop(): string {
+  const fresh = existsSync(OPEN_LOOP) && statSync(OPEN_LOOP).mtimeMs >= statSync(OPEN_LOOP_SOURCE).mtimeMs;
+  if (!fresh) {
+    const r = spawnSync('gcc', ['-O2', '-Wall', '-static', '-o', OPEN_LOOP, OPEN_LOOP_SOURCE], {
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) throw new Error(`building ${OPEN_LOOP} failed: ${r.stderr || r.error?.message}`);
+  }
+  return OPEN_LOOP;
+}
 const QEMU = 'qemu-system-x86_64';
 const BUSYBOX = '/bin/busybox';
 
@@ -63,7 +76,7 @@ const LINK = 0o120777;
 /** What the guest enforces: learned paths as the learner would report them, generalised like the agent does. */
 export const GUEST_LEARNED_FILES = ['/data/allowed.txt', '/data/tree/a', '/data/tree/b', '/data/tree/c'];
 // busybox picks its applet from the file name: /tools/*/true run `true`.
-export const GUEST_LEARNED_EXECS = ['/bin/busybox', '/tools/allowed/true'];
+export const GUEST_LEARNED_EXECS = ['/bin/busybox', '/tools/allowed/true', '/open-loop'];
 const SENTINEL_CGID = 0x7e57_0000_0000_0001n;
 
 interface Sentinel {
@@ -150,7 +163,7 @@ export interface GuestResult {
 }
 
 /** Everything the harness needs, or a list of what is missing (the test fails with it, never skips). */
-export function missingPrerequisites(options: { openLoop?: boolean } = {}): string[] {
+export function missingPrerequisites(): string[] {
   const missing: string[] = [];
   if (spawnSync('sh', ['-c', `command -v ${QEMU}`]).status !== 0)
     missing.push(`${QEMU} not found (Debian package qemu-system-x86)`);
@@ -159,12 +172,10 @@ export function missingPrerequisites(options: { openLoop?: boolean } = {}): stri
   if (!existsSync(LSM_OBJECT)) missing.push(`${LSM_OBJECT} missing: run npm run build`);
   if (!existsSync(STATIC_HELPER)) missing.push(`${STATIC_HELPER} missing: run make -C bpf static`);
   if (!existsSync(BUSYBOX)) missing.push(`${BUSYBOX} missing (Debian package busybox-static)`);
-  if (options.openLoop && !existsSync(OPEN_LOOP))
-    missing.push(`${OPEN_LOOP} missing: run make -C bpf static`);
   return missing;
 }
 
-export function buildInitramfs(plan: GuestPlan, options: { openLoop?: boolean } = {}): Buffer {
+export function buildInitramfs(plan: GuestPlan): Buffer {
   const busybox = readFileSync(BUSYBOX);
   const text = (s: string): Buffer => Buffer.from(s);
   const entries: CpioEntry[] = [
@@ -200,7 +211,7 @@ export function buildInitramfs(plan: GuestPlan, options: { openLoop?: boolean } 
       data: text(plan.sentinels.map((s) => `${s.hex} ${s.width} ${s.what} ${s.path}`).join('\n') + '\n'),
     },
   ];
-  if (options.openLoop) entries.push({ path: 'open-loop', mode: EXEC, data: readFileSync(OPEN_LOOP) });
+  entries.push({ path: 'open-loop', mode: EXEC, data: readFileSync(ensureEnforceLoop()) });
   return gzipSync(cpioNewc(entries), { level: 1 });
 }
 

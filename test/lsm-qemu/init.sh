@@ -49,12 +49,12 @@ waitfor 99
 counters=$(grep '^99 ' /tmp/out | cut -d' ' -f3-)
 sleep 0.2
 events=$(grep -c '^\* ev lsm/lsm_events' /tmp/out)
-if [ -x /open-loop ]; then
-  n=${PAHLEVAN_OPEN_LOOPS:-200000}
-  base=$(sh -c '/open-loop /data/allowed.txt '$n)
-  enf=$(sh -c 'echo $$ > /sys/fs/cgroup/enforced/cgroup.procs; /open-loop /data/allowed.txt '$n)
-  base2=$(sh -c '/open-loop /data/allowed.txt '$n)
-  enf2=$(sh -c 'echo $$ > /sys/fs/cgroup/enforced/cgroup.procs; /open-loop /data/allowed.txt '$n)
+n=${PAHLEVAN_OPEN_LOOPS:-0}
+if [ "$n" -gt 0 ]; then
+  base=$(sh -c '/open-loop open /data/allowed.txt '$n)
+  enf=$(sh -c 'echo $$ > /sys/fs/cgroup/enforced/cgroup.procs; /open-loop open /data/allowed.txt '$n)
+  base2=$(sh -c '/open-loop open /data/allowed.txt '$n)
+  enf2=$(sh -c 'echo $$ > /sys/fs/cgroup/enforced/cgroup.procs; /open-loop open /data/allowed.txt '$n)
   bench=",\"openLoop\":{\"iterations\":$n,\"baselineNs\":[$base,$base2],\"enforcedNs\":[$enf,$enf2]}"
 fi
 exec 3>&-

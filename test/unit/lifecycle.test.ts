@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PolicySpec, type PolicyStatus } from '../../api/policy.js';
 import {
+  endLearningRequested,
   reconcilePolicy,
   type DesiredProfile,
   type LifecycleInput,
@@ -307,4 +308,19 @@ test('conditions follow conventions: lastTransitionTime moves only when status f
     assert.match(c.reason, /^[A-Z][A-Za-z]*$/, 'reasons are CamelCase');
     assert.equal(c.observedGeneration, 1);
   }
+});
+
+test('the end-learning stamp ends only the learning run it was given in', () => {
+  assert.equal(endLearningRequested(undefined, '2026-01-01T00:00:00Z'), false);
+  assert.equal(endLearningRequested('2026-01-01T00:05:00Z', '2026-01-01T00:00:00Z'), true);
+  assert.equal(
+    endLearningRequested('2026-01-01T00:05:00Z', '2026-01-01T01:00:00Z'),
+    false,
+    'a later Relearn',
+  );
+  assert.equal(
+    endLearningRequested('yes', '2026-01-01T00:00:00Z'),
+    true,
+    'any other value ends learning now',
+  );
 });

@@ -46,6 +46,7 @@ import {
 } from './merge.js';
 import {
   ANNOTATION_END_LEARNING,
+  endLearningRequested,
   reconcilePolicy,
   type DesiredProfile,
   type LifecycleEvent,
@@ -398,7 +399,10 @@ export class Controller {
       generation: policy.metadata.generation ?? 1,
       spec: policy.spec,
       status,
-      endLearningRequested: policy.metadata.annotations?.[ANNOTATION_END_LEARNING] !== undefined,
+      endLearningRequested: endLearningRequested(
+        policy.metadata.annotations?.[ANNOTATION_END_LEARNING],
+        status?.learning?.startedAt,
+      ),
       merged: {
         containers: desired(merged),
         podsObserved: merged.podsObserved,

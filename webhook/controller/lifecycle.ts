@@ -16,6 +16,17 @@ import type { DeniedBehaviour } from '../../api/observation.js';
 /** Annotation on a policy that ends learning now (`pahlevan trace stop`): any value, conventionally a time. */
 export const ANNOTATION_END_LEARNING = 'pahlevan.io/end-learning';
 
+/**
+ * `pahlevan trace stop` stamps the end-learning annotation with a time; it ends the learning run that was going
+ * on then, not a later one (a Relearn starts a new run, the old stamp must not end it at once).
+ */
+export function endLearningRequested(annotation: string | undefined, startedAt: string | undefined): boolean {
+  if (annotation === undefined) return false;
+  const requestedMs = Date.parse(annotation);
+  if (Number.isNaN(requestedMs) || startedAt === undefined) return true;
+  return requestedMs >= Date.parse(startedAt);
+}
+
 export interface DesiredProfile {
   container: string;
   /** Content hash of what would be published now. */

@@ -174,7 +174,8 @@ export function mergeObservations(
       }
       const sys = a.syscalls;
       const seen = c.syscalls;
-      for (const name of Object.keys(seen)) {
+      // for-in, not Object.keys: on objects from JSON.parse it walks V8's enum cache without an array.
+      for (const name in seen) {
         const s = seen[name]!;
         let e = sys.get(name);
         if (!e) sys.set(name, (e = { nodes: 0, pods: 0, count: 0 }));
@@ -182,11 +183,11 @@ export function mergeObservations(
         e.pods += s.pods;
         e.count += s.count;
       }
-      for (const path of Object.keys(c.execs)) {
+      for (const path in c.execs) {
         const s = c.execs[path]!;
         bump(a.execs, path, s.pods, s.count, () => ({ nodes: 0, pods: 0, count: 0 }));
       }
-      for (const path of Object.keys(c.files)) {
+      for (const path in c.files) {
         const s = c.files[path]!;
         const e = bump(a.files, path, s.pods, s.count, () => ({ nodes: 0, pods: 0, count: 0, write: false }));
         if (s.write) e.write = true;

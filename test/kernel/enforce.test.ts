@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { cgroup2Root } from '../../agent/container.js';
 import { bpfObjectPath } from '../../agent/bpfd-client.js';
 import { Enforcer } from '../../agent/enforcer.js';
+import { hostVethOf } from '../../agent/enforcer-port.js';
 import { startEnforced, type EnforcedContainer } from '../../cli/enforce-run.js';
 import {
   PROBE_SERVER,
@@ -76,6 +77,8 @@ test('an enforced container keeps serving while unlearned egress, bind and ingre
   c = await start();
   const v = c.veth!;
   assert.ok(['tcx', 'clsact'].includes(v.tc), `tc attach: ${v.tc}`);
+  // The cluster agent finds a pod's host-side veth the same way.
+  assert.equal(hostVethOf(c.pid)?.ifname, v.hostIf);
   servers.push(await listen(v.hostAddress, recorded.learnedEgressPort));
   servers.push(await listen(v.hostAddress, port(UNLEARNED_EGRESS)));
   // Normal traffic: learned ingress port, learned egress port, learned file and exec.

@@ -18,12 +18,23 @@ export function register(program: Command): void {
       'YAML/JSON list of PahlevanPolicy objects with status (no cluster); reloaded on change',
     )
     .option(
+      '--dns <names>',
+      'create the certificates in --cert-dir for these comma-separated names and rotate them (local, single replica)',
+    )
+    .option(
       '--namespace <ns>',
       'the webhook namespace, never matched',
       process.env.POD_NAMESPACE ?? 'pahlevan-system',
     )
     .action(
-      async (opts: { port: string; host: string; certDir: string; state?: string; namespace: string }) => {
+      async (opts: {
+        port: string;
+        host: string;
+        certDir: string;
+        state?: string;
+        namespace: string;
+        dns?: string;
+      }) => {
         const port = Number(opts.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new Error(`--port: not a port: ${opts.port}`);
@@ -43,6 +54,14 @@ export function register(program: Command): void {
           policies,
           namespace: opts.namespace,
           logger: true,
+          selfManagedCerts: opts.dns
+            ? {
+                dnsNames: opts.dns
+                  .split(',')
+                  .map((n) => n.trim())
+                  .filter(Boolean),
+              }
+            : undefined,
         });
         console.error(
           `webhook: serving ${server.url.replace('127.0.0.1', opts.host)} (/mutate-pods, /validate-policies)`,

@@ -29,10 +29,11 @@ interface AgentOptions {
 async function loadPorts(
   log: pino.Logger,
   pinDir: string,
+  cgroupRoot: string | undefined,
 ): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
   try {
     const { createNodePorts } = await import('../agent/cluster/adapters.js');
-    return await createNodePorts(log, { pinDir });
+    return await createNodePorts(log, { pinDir, ...(cgroupRoot ? { cgroupRoot } : {}) });
   } catch (err) {
     log.error(
       { err: (err as Error).message },
@@ -104,7 +105,7 @@ export function register(program: Command): void {
             metricsServer.listen(metricsPort, ok);
           });
         const kubeConfig = loadKubeConfig(opts.kubeconfig);
-        const ports = await loadPorts(log, opts.pinDir);
+        const ports = await loadPorts(log, opts.pinDir, opts.cgroupRoot);
         const agent = new ClusterAgent({
           node,
           kubeConfig,

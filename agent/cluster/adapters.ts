@@ -3,7 +3,9 @@
 import type { Learner, LearnerEvent, Observation } from '../learner.js';
 import type { ContainerPolicy, Enforcer } from '../enforcer.js';
 import { MAX_RANGE_PORTS, type PortRuleSpec } from '../enforce-maps.js';
-import { entriesFromGlobs } from '../paths.js';
+import { findCgroupDir, hostVethOf, policyFromProfile } from '../enforcer-port.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { detectCgroupV2Root } from './attribution.js';
 import type { EnforcementTarget, EnforcerPort, LearnerPort, Logger } from './agent.js';
 import type { Behaviour } from './observations.js';
@@ -85,18 +87,38 @@ export function enforcerPolicy(target: EnforcementTarget): { policy: ContainerPo
       }));
   const egress = rules('egress');
   const ingress = rules('listen');
+  // Files and execs exactly as the enforcer's own port converts them (agent/enforcer-port.ts).
+  const fromProfile = policyFromProfile({ ...target.profile, ports: [] }, target.modes);
   return {
     policy: {
       modes: { ...target.modes, network: networkMode },
       network: { egress, ingress, ...target.network },
-      files: entriesFromGlobs(target.profile.files.map((f) => f.path)),
-      execs: entriesFromGlobs(target.profile.execs),
+      files: fromProfile.files,
+      execs: fromProfile.execs,
     },
     warnings,
   };
 }
 
-export function enforcerPort(enforcer: Enforcer, log?: Logger): EnforcerPort {
+function firstPid(cgroupDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(cgroupDir, 'cgroup.procs'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The enforcer as the cluster agent's port. Builds on agent/enforcer-port.ts (container root, mounts,
+ * veth) and adds what the cluster needs: exact violation counts from the kernel counters, loopback as the
+ * enforcer's flag, and a clear downgrade for port ranges the maps cannot hold.
+ */
+export function enforcerPort(
+  enforcer: Enforcer,
+  log?: Logger,
+  cgroupRoot: string = detectCgroupV2Root(),
+): EnforcerPort {
   return {
     async probe() {
       const states = enforcer.layers();
@@ -112,12 +134,23 @@ export function enforcerPort(enforcer: Enforcer, log?: Logger): EnforcerPort {
       const name = `${target.namespace}/${target.policy}/${target.container}`;
       const { policy, warnings } = enforcerPolicy(target);
       for (const w of warnings) log?.warn({ container: name, profile: target.profileName }, w);
-      const { missingPaths } = await enforcer.enforce({ cgroupId, name }, policy);
+      // The container's root and mounts as one of its processes sees them (overlay root filesystems).
+      const dir = findCgroupDir(cgroupId, cgroupRoot);
+      const pid = dir ? firstPid(dir) : undefined;
+      const root = pid ? `/proc/${pid}/root` : '/';
+      const { missingPaths } = await enforcer.enforce({ cgroupId, name, root }, policy);
       if (missingPaths.length)
         log?.warn(
           { container: name, missingPaths: missingPaths.slice(0, 20) },
           'allowed paths not found on this node',
         );
+      if (pid) await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+      // New inbound flows are judged on the host end of the pod's veth.
+      const veth = pid && policy.modes.network !== 'Off' ? hostVethOf(pid) : undefined;
+      if (veth)
+        await enforcer
+          .attachInterface(cgroupId, veth.ifname, 'egress', veth.ifindex)
+          .catch((err: Error) => log?.warn({ container: name, err: err.message }, 'TC filter not attached'));
     },
     onViolation(listener) {
       enforcer.on('violation', (v) => listener(v.cgid, v.layer, v.what, 1));
@@ -141,7 +174,9 @@ export function enforcerPort(enforcer: Enforcer, log?: Logger): EnforcerPort {
 export interface NodePortsOptions {
   /** bpffs pin directory (maps and links survive agent restarts). */
   pinDir?: string;
-  /** Where the enforcer's cgroup socket hooks attach (the containers must be below it). */
+  /** The cgroup v2 mount (default: detected). */
+  cgroupRoot?: string;
+  /** Where the enforcer's cgroup socket hooks attach (the containers must be below it); default cgroupRoot. */
   cgroupAttachDir?: string;
   /** Files/execs through fanotify even where BPF-LSM works. */
   forceFanotify?: boolean;
@@ -151,6 +186,7 @@ export async function createNodePorts(
   log: Logger,
   options: NodePortsOptions = {},
 ): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
+  const cgroupRoot = options.cgroupRoot ?? detectCgroupV2Root();
   const { Learner } = await import('../learner.js');
   const learner = await Learner.start(options.pinDir ? { pinDir: options.pinDir } : {});
   let enforcer: Enforcer | undefined;
@@ -158,7 +194,7 @@ export async function createNodePorts(
     const { Enforcer: EnforcerClass } = await import('../enforcer.js');
     enforcer = await EnforcerClass.start({
       client: learner.client,
-      cgroupAttachDir: options.cgroupAttachDir ?? detectCgroupV2Root(),
+      cgroupAttachDir: options.cgroupAttachDir ?? cgroupRoot,
       ...(options.forceFanotify ? { forceFanotify: true } : {}),
     });
     enforcer.on('warning', (message) => log.warn({ message }, 'enforcer'));
@@ -170,7 +206,7 @@ export async function createNodePorts(
   }
   return {
     learner: learnerPort(learner, log),
-    ...(enforcer ? { enforcer: enforcerPort(enforcer, log) } : {}),
+    ...(enforcer ? { enforcer: enforcerPort(enforcer, log, cgroupRoot) } : {}),
     close: async () => {
       await enforcer?.stop();
       await learner.stop();

@@ -404,6 +404,7 @@ export class ClusterAgent {
     if (change.kind === 'unbound') {
       this.enqueue(change.cgroupId, async () => {
         await this.pollViolations(change.cgroupId, change.was);
+        if (change.was?.policy) this.store.forgetInstance(change.was.policy, change.was.containerId);
         this.lastCounts.delete(change.cgroupId);
         for (const layer of LAYERS) this.lastWhat.delete(`${change.cgroupId}|${layer}`);
         this.appliedModes.delete(change.cgroupId);

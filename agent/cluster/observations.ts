@@ -282,6 +282,17 @@ export class ObservationStore {
     return changed;
   }
 
+  /**
+   * Forgets which items a container instance already counted, once it is gone: only a running instance can
+   * report again (after an agent restart), so the dedup set stays bounded by what runs.
+   */
+  forgetInstance(policy: Source['policy'], containerId: string): void {
+    const state = this.state.policies[policyKey(policy.namespace, policy.name)];
+    if (!state) return;
+    const prefix = `${containerId}|`;
+    for (const key of Object.keys(state.counted)) if (key.startsWith(prefix)) delete state.counted[key];
+  }
+
   /** Counts one denied action (a violation) of an enforcement layer. */
   recordViolation(source: Source, layer: Layer, what: string, count = 1): void {
     const policy = this.policy(source.policy);

@@ -124,8 +124,9 @@ export function enforcerPort(
       const states = enforcer.layers();
       return {
         active: states.filter((s) => s.active).map((s) => s.layer),
+        // A layer served by its fallback (files through fanotify without BPF-LSM) is active, not missing.
         missing: states
-          .filter((s) => !s.active || s.reason)
+          .filter((s) => !s.active)
           .map((s) => ({ layer: s.layer, reason: s.reason ?? `${s.mechanism} unavailable` })),
       };
     },

@@ -260,9 +260,11 @@ export class ClusterAgent {
         this.opts.metrics?.setLayers(
           this.opts.node,
           layers.active,
-          layers.missing.filter((m) => !layers.active.includes(m.layer)).map((m) => m.layer),
+          layers.missing.map((m) => m.layer),
         );
         this.log.info({ layers }, 'enforcement layers probed');
+        for (const m of layers.missing)
+          this.log.warn(m, `enforcement layer ${m.layer} is missing on this node`);
       } catch (err) {
         this.log.error({ err: errorMessage(err) }, 'probing enforcement layers failed');
         this.store.setLayers({

@@ -63,6 +63,7 @@ export function addressBytes(address: string): Buffer {
     octets.forEach((o, i) => (out[12 + i] = o));
     return out;
   }
+  if (address.split('::').length > 2) throw new Error(`bad IPv6 address ${JSON.stringify(address)}`);
   const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
   const parse = (s: string | undefined): number[] => (s ? s.split(':').map((h) => parseInt(h, 16)) : []);
   const left = parse(head);

@@ -384,6 +384,8 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
   /** Programs every available layer for a container; call before its first instruction runs. */
   async enforce(target: EnforceTarget, policy: ContainerPolicy): Promise<{ missingPaths: string[] }> {
     const cgid = target.cgroupId;
+    // A new profile for a container already enforced replaces its rules, not adds to them.
+    if (this.watched.has(cgid)) await this.forget(cgid);
     this.watched.set(cgid, { target, policy });
     const writes: MapWrite[] = [];
     const m = policy.modes;

@@ -34,6 +34,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,6 +96,7 @@ static int wake_fd = -1;
 static pthread_t listener;
 static struct allow_entry *allow_table[ALLOW_BUCKETS];
 static struct container containers[MAX_CONTAINERS];
+static int containers_high; /* slots [0, containers_high) have ever been used: bounds the scans */
 static struct pid_slot pid_cache[PID_CACHE];
 static char cgroup2_root[PATH_MAX] = "";
 static char *line_queue[LINE_QUEUE];
@@ -160,14 +162,19 @@ static void allow_clear(uint64_t cgid)
 static struct container *container_find(uint64_t cgid, bool create)
 {
 	struct container *free_slot = NULL;
-	for (int i = 0; i < MAX_CONTAINERS; i++) {
+	for (int i = 0; i < containers_high; i++) {
 		if (containers[i].used && containers[i].cgid == cgid)
 			return &containers[i];
 		if (!containers[i].used && !free_slot)
 			free_slot = &containers[i];
 	}
-	if (!create || !free_slot)
+	if (!create)
 		return NULL;
+	if (!free_slot) {
+		if (containers_high == MAX_CONTAINERS)
+			return NULL;
+		free_slot = &containers[containers_high++];
+	}
 	*free_slot = (struct container){ .cgid = cgid, .used = true };
 	return free_slot;
 }
@@ -377,14 +384,25 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 			return FAN_ALLOW; /* the open half of an exec already judged */
 		}
 	}
-	char link[64], path[PATH_MAX];
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", md->fd);
-	ssize_t n = readlink(link, path, sizeof(path) - 1);
-	path[n > 0 ? n : 0] = 0;
+	char path[PATH_MAX] = "";
+	bool have_path = false;
 
 	pthread_mutex_lock(&lock);
 	c = container_find(cgid, false);
-	bool ok = c && allowed(cgid, kind, &st, md->pid, path);
+	/* The common case, an allowed file, needs no path: one hash lookup by inode. */
+	bool ok = c && allow_find(cgid, kernel_dev(st.st_dev), st.st_ino, kind);
+	pthread_mutex_unlock(&lock);
+	if (!ok && c) {
+		char link[64];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", md->fd);
+		ssize_t n = readlink(link, path, sizeof(path) - 1);
+		path[n > 0 ? n : 0] = 0;
+		have_path = true;
+	}
+	pthread_mutex_lock(&lock);
+	c = container_find(cgid, false);
+	if (!ok && have_path)
+		ok = c && allowed(cgid, kind, &st, md->pid, path);
 	bool deny = false;
 	if (c) {
 		c->judged++;
@@ -450,6 +468,15 @@ static void *listen_loop(void *arg)
 }
 
 /* ---------- commands ---------- */
+
+/* A terminal's Ctrl-C reaches the whole process group: the helper must outlive it so the agent can
+ * still read its counters and answer pending permission events; the agent ends the helper by closing
+ * its stdin. (Runs at load: fanotify.c is linked into pahlevan-bpfd.) */
+__attribute__((constructor)) static void ignore_terminal_signals(void)
+{
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+}
 
 static int start(void)
 {

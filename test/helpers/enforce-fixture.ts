@@ -90,8 +90,11 @@ export async function recordProbe(): Promise<RecordedProbe> {
   const learnedEgressPort = serverPort + 1;
   const mounts = [{ destination: '/pvt', type: 'bind', source: dataDir, options: ['rbind', 'ro'] }];
   const upstream = await listen('127.0.0.1', learnedEgressPort);
+  // Our own learner pins (RULES: unique bpffs dirs per test run); removed with the pins' links after.
+  const pinDir = `/sys/fs/bpf/pahlevan-enftest-${process.pid}`;
   try {
     const recording = await startRecording({
+      pinDir,
       runtime: 'runc',
       command: ['python3', '-S', PROBE_SERVER, String(serverPort)],
       net: 'host',
@@ -132,5 +135,6 @@ export async function recordProbe(): Promise<RecordedProbe> {
     throw err;
   } finally {
     upstream.close();
+    rmSync(pinDir, { recursive: true, force: true });
   }
 }

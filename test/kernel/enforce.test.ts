@@ -183,6 +183,26 @@ test('Enforce -> Monitor -> Enforce switches live, without restarting the contai
   console.log(`mode switch took ${switchedMs} ms (to Monitor) and ${backMs} ms (back to Enforce)`);
 });
 
+test('Alert denies like Enforce and marks each report as an alert', async () => {
+  assert.ok(c, 'needs the running container');
+  const v = c.veth!;
+  const seen = c.violations.length;
+  await c.setMode('Alert');
+  try {
+    assert.deepEqual(await ask(`/connect?host=${v.hostAddress}&port=${port(UNLEARNED_EGRESS)}`), {
+      ok: false,
+      errno: 'EPERM',
+    });
+    assert.deepEqual(await ask('/open?path=/pvt/secret.txt'), { ok: false, errno: 'EPERM' });
+    await new Promise((r) => setTimeout(r, 200));
+    const fresh = c.violations.slice(seen);
+    assert.deepEqual(fresh.map((x) => x.layer).sort(), ['files', 'network']);
+    assert.ok(fresh.every((x) => x.mode === 'Alert' && x.denied));
+  } finally {
+    await c.setMode('Enforce');
+  }
+});
+
 test('a burst of 100,000 seccomp-denied syscalls is counted exactly', async () => {
   assert.ok(c, 'needs the running container');
   const r = await probe(

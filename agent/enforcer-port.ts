@@ -1,0 +1,108 @@
+// The enforcer as the cluster agent's EnforcerPort (agent/cluster/agent.ts): a published profile's
+// allow-lists (execs, files, ports) become a ContainerPolicy; the container's root and mounts are found
+// through one of its processes (/proc/<pid>/root), so overlay root filesystems resolve correctly.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Layer } from '../api/policy.js';
+import type { ProfileContent } from '../api/profile.js';
+import type { EnforcementTarget, EnforcerPort } from './cluster/agent.js';
+import { cgroup2Root } from './container.js';
+import type { PortRuleSpec } from './enforce-maps.js';
+import type { Enforcer, ContainerPolicy } from './enforcer.js';
+import { entriesFromGlobs, generalisePaths } from './paths.js';
+
+const GLOB = /[*?[]/;
+
+/** A published profile's content as what the enforcer programs. Pure. */
+export function policyFromProfile(profile: ProfileContent, modes: ContainerPolicy['modes']): ContainerPolicy {
+  const port = (p: ProfileContent['ports'][number]): PortRuleSpec => ({
+    protocol: p.protocol,
+    port: p.port,
+    ...(p.endPort !== undefined ? { endPort: p.endPort } : {}),
+    ...(p.cidr ? { cidr: p.cidr } : {}),
+  });
+  const paths = (list: Array<{ path: string; write?: boolean }>) => [
+    ...generalisePaths(list.filter((f) => !GLOB.test(f.path))),
+    ...entriesFromGlobs(list.filter((f) => GLOB.test(f.path)).map((f) => f.path)),
+  ];
+  return {
+    modes,
+    network: {
+      egress: profile.ports.filter((p) => p.direction === 'egress' && p.port > 0).map(port),
+      ingress: profile.ports.filter((p) => p.direction === 'listen' && p.port > 0).map(port),
+      allowDNS: true,
+      allowLoopback: true,
+    },
+    files: paths(profile.files),
+    execs: paths(profile.execs.map((path) => ({ path }))),
+  };
+}
+
+/** The cgroup v2 directory with this id (its inode), searched a few levels deep; undefined if gone. */
+export function findCgroupDir(cgroupId: bigint, root = cgroup2Root().root, depth = 8): string | undefined {
+  const walk = (dir: string, left: number): string | undefined => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return undefined;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = join(dir, e.name);
+      try {
+        if (statSync(p, { bigint: true }).ino === cgroupId) return p;
+      } catch {
+        continue;
+      }
+      if (left > 0) {
+        const found = walk(p, left - 1);
+        if (found) return found;
+      }
+    }
+    return undefined;
+  };
+  return walk(root, depth);
+}
+
+function firstPid(cgroupDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(cgroupDir, 'cgroup.procs'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function enforcerPort(enforcer: Enforcer): EnforcerPort {
+  return {
+    probe: () => {
+      const layers = enforcer.layers();
+      return Promise.resolve({
+        active: layers.filter((l) => l.active).map((l) => l.layer),
+        missing: layers
+          .filter((l) => !l.active)
+          .map((l) => ({ layer: l.layer, reason: l.reason ?? 'unavailable' })),
+      });
+    },
+    async apply(cgroupId: bigint, target: EnforcementTarget | undefined) {
+      if (!target) {
+        await enforcer.forget(cgroupId);
+        return;
+      }
+      const dir = findCgroupDir(cgroupId);
+      const pid = dir ? firstPid(dir) : undefined;
+      const root = pid ? `/proc/${pid}/root` : '/';
+      await enforcer.enforce(
+        { cgroupId, name: `${target.namespace}/${target.policy}/${target.container}`, root },
+        policyFromProfile(target.profile, target.modes),
+      );
+      if (pid) await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+    },
+    onViolation(listener: (cgroupId: bigint, layer: Layer, what: string, count: number) => void) {
+      enforcer.on('violation', (v) =>
+        listener(v.cgid, v.layer, `${v.what}${v.denied ? '' : ' (allowed: Monitor)'}`, 1),
+      );
+    },
+  };
+}

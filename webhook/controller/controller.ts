@@ -52,6 +52,8 @@ import {
 } from './lifecycle.js';
 import { LeaderElector } from './leader.js';
 import { parseDurationMs } from '../../api/policy.js';
+import { toStatus } from '../../api/attack-surface.js';
+import { surfaceOfContent } from '../../api/attack-surface-data.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -395,6 +397,9 @@ export class Controller {
 
     // Profiles first: the status may only name objects that exist.
     const source = result.action === 'Relax' && relaxedMerged ? relaxedMerged : merged;
+    result.status.attackSurface = source.containers.map((c) =>
+      toStatus(surfaceOfContent(c.container, c.content, policy.spec)),
+    );
     for (const container of result.publish) {
       const c = source.containers.find((x) => x.container === container)!;
       await this.publishProfile(raw, namespace, name, c);

@@ -6,6 +6,8 @@ import { ClusterAgent, type EnforcerPort, type LearnerPort } from '../agent/clus
 import { CgroupScanner } from '../agent/cluster/attribution.js';
 import { loadKubeConfig } from '../agent/cluster/kube.js';
 import { action, CliError } from './kube-context.js';
+import { AgentMetrics } from '../agent/metrics.js';
+import { instrumentPorts, serveMetrics } from '../agent/metrics-wiring.js';
 
 interface AgentOptions {
   node?: string;
@@ -15,6 +17,7 @@ interface AgentOptions {
   cgroupRoot?: string;
   pinDir: string;
   logLevel: string;
+  metricsPort: string;
 }
 
 /**
@@ -56,6 +59,7 @@ export function register(program: Command): void {
     .option('--pin-dir <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/pahlevan')
     .option('--kubeconfig <file>', 'kubeconfig file (default: in-cluster)')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on :PORT/metrics (0: off)', '9464')
     .action(
       action(async (opts: AgentOptions) => {
         const node = opts.node ?? process.env.NODE_NAME;
@@ -65,7 +69,15 @@ export function register(program: Command): void {
           );
         const log = pino({ level: opts.logLevel, base: { node } });
         const kubeConfig = loadKubeConfig(opts.kubeconfig);
-        const ports = await loadPorts(log, opts.pinDir);
+        const metrics = new AgentMetrics({ processMetrics: true });
+        const loaded = await loadPorts(log, opts.pinDir);
+        const ports = { ...loaded, ...instrumentPorts(loaded, metrics, node) };
+        const metricsPort = Number(opts.metricsPort);
+        if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)
+          throw new CliError(
+            `--metrics-port ${opts.metricsPort}: expected a port number (0 turns metrics off)`,
+          );
+        const metricsServer = metricsPort > 0 ? await serveMetrics(metrics.registry, metricsPort) : undefined;
         const agent = new ClusterAgent({
           node,
           kubeConfig,
@@ -84,7 +96,10 @@ export function register(program: Command): void {
             void agent
               .stop()
               .then(() => agent.flush())
-              .finally(() => void ports.close().finally(done));
+              .finally(() => {
+                metricsServer?.close();
+                void ports.close().finally(done);
+              });
           };
           process.once('SIGTERM', () => stop('SIGTERM'));
           process.once('SIGINT', () => stop('SIGINT'));

@@ -1,8 +1,6 @@
 // Wires the agent's metrics (agent/metrics.ts) to the cluster agent without changing it: the learner and
 // enforcer ports (agent/cluster/agent.ts) are wrapped so every behaviour, container and violation that passes
-// through them is counted; `serveMetrics` exposes the registry on /metrics.
-import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
+// through them is counted. api/metrics.ts serveMetrics exposes the registry on /metrics.
 import type { EnforcementTarget, EnforcerPort, LearnerPort } from './cluster/agent.js';
 import type { Behaviour } from './cluster/observations.js';
 import type { AgentMetrics, ViolationAction } from './metrics.js';
@@ -98,28 +96,4 @@ export function instrumentPorts(
     };
   }
   return out;
-}
-
-/** Serves a registry on http://host:port/metrics (and /healthz); resolves once listening. */
-export async function serveMetrics(registry: Registry, port: number, host = '0.0.0.0'): Promise<Server> {
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET') {
-      res.writeHead(405, { Allow: 'GET' }).end('only GET\n');
-    } else if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500).end(`metrics failed: ${err.message}\n`),
-      );
-    } else if (path === '/healthz') {
-      res.writeHead(200).end('ok\n');
-    } else {
-      res.writeHead(404).end('not found: try /metrics\n');
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return server;
 }

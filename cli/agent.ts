@@ -7,7 +7,8 @@ import { CgroupScanner } from '../agent/cluster/attribution.js';
 import { loadKubeConfig } from '../agent/cluster/kube.js';
 import { action, CliError } from './kube-context.js';
 import { AgentMetrics } from '../agent/metrics.js';
-import { instrumentPorts, serveMetrics } from '../agent/metrics-wiring.js';
+import { instrumentPorts } from '../agent/metrics-wiring.js';
+import { serveMetrics } from '../api/metrics.js';
 
 interface AgentOptions {
   node?: string;

@@ -7,7 +7,8 @@ import type { EnforcementTarget, EnforcerPort, LearnerPort } from '../../agent/c
 import type { Behaviour } from '../../agent/cluster/observations.js';
 import type { Layer } from '../../api/policy.js';
 import { AgentMetrics } from '../../agent/metrics.js';
-import { instrumentPorts, serveMetrics } from '../../agent/metrics-wiring.js';
+import { instrumentPorts } from '../../agent/metrics-wiring.js';
+import { serveMetrics } from '../../api/metrics.js';
 import { promtoolProblems } from '../helpers/promtool.js';
 
 function fakePorts(): {

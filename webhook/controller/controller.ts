@@ -54,6 +54,7 @@ import { LeaderElector } from './leader.js';
 import { parseDurationMs } from '../../api/policy.js';
 import { toStatus } from '../../api/attack-surface.js';
 import { surfaceOfContent } from '../../api/attack-surface-data.js';
+import type { ControllerMetrics } from './metrics.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -73,6 +74,8 @@ export interface ControllerOptions {
   debounceMs?: number;
   logger?: Logger;
   now?: () => number;
+  /** Prometheus metrics (webhook/controller/metrics.ts); none when undefined. */
+  metrics?: ControllerMetrics;
 }
 
 type Obj = KubernetesObject & { spec?: unknown; status?: unknown };
@@ -152,10 +155,14 @@ export class Controller {
       retryPeriodMs: options.retryPeriodMs,
       now: this.now,
       onStartedLeading: () => {
+        this.options.metrics?.leader.set(1);
         this.log.info({ identity: this.identity }, 'became leader');
         this.enqueueAll();
       },
-      onStoppedLeading: () => this.log.warn({ identity: this.identity }, 'stopped leading'),
+      onStoppedLeading: () => {
+        this.options.metrics?.leader.set(0);
+        this.log.warn({ identity: this.identity }, 'stopped leading');
+      },
       onError: (err) => this.log.warn({ err: String(err) }, 'leader election round failed'),
     });
   }
@@ -329,7 +336,9 @@ export class Controller {
         const obj = profileObjects.get(p.profileName);
         if (obj) extras[p.container] = unionAllowances(extras[p.container] ?? {}, allowancesOf(obj.spec));
       }
+    const mergeStarted = process.hrtime.bigint();
     const merged = mergeObservations(policy.spec, observations, extras);
+    const mergeSeconds = Number(process.hrtime.bigint() - mergeStarted) / 1e9;
     const containers = merged.containers.filter((c) => {
       const ok = DNS_LABEL.test(c.container) && c.container.length <= 63;
       if (!ok) this.log.warn({ container: c.container }, 'container name is not a DNS label: not profiled');
@@ -406,6 +415,15 @@ export class Controller {
     }
     if (await this.writeStatus(raw, result.status, result.events))
       await this.deleteUnreferencedProfiles(namespace, name, result.status, profileObjects);
+    this.options.metrics?.recordReconcile({
+      namespace,
+      policy: name,
+      status: result.status,
+      mergeSeconds,
+      merged: result.publish.length > 0,
+      published: result.publish.length,
+      action: result.action,
+    });
   }
 
   /** Sum over nodes of the violations counted during the last window (an agent restart resets its counter). */

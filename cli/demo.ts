@@ -50,8 +50,8 @@ export interface DemoOptions {
   log: (line: string) => void;
   /** Counts learning and enforcement the way the agent does (agent/metrics.ts). */
   metrics?: AgentMetrics;
-  /** Live progress on one line (a TTY), or undefined. */
-  progress?: (line: string) => void;
+  /** Live progress: the line, and whether it is a milestone (every quarter) worth a line of its own. */
+  progress?: (line: string, milestone: boolean) => void;
 }
 
 /**
@@ -202,8 +202,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     String(port),
     '/srv/public',
   ];
-  const progress = (done: number, total: number, extra = ''): void =>
-    options.progress?.(`  ${done}/${total} requests${extra}`);
+  const progress = (done: number, total: number, extra = ''): void => {
+    const quarter = Math.max(1, Math.round(total / 4));
+    options.progress?.(`      ${done}/${total} requests${extra}`, done % quarter === 0 && done < total);
+  };
 
   // The service listens on the same port in every phase, as a real one would: the port is part of what is learned.
   const servicePort = await freePort();
@@ -466,7 +468,11 @@ export function register(program: Command): void {
             if (tty) process.stderr.write('\r\x1b[K');
             process.stderr.write(line + '\n');
           },
-          ...(tty ? { progress: (line: string) => process.stderr.write('\r\x1b[K' + line) } : {}),
+          // On a terminal one line updates in place; in a log (CI), a line every quarter.
+          progress: (line: string, milestone: boolean) => {
+            if (tty) process.stderr.write('\r\x1b[K' + line);
+            else if (milestone) process.stderr.write(line + '\n');
+          },
         });
         if (tty) process.stderr.write('\r\x1b[K');
         console.log(

@@ -288,10 +288,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     writeFileSync(join(profileDir, 'seccomp.json'), JSON.stringify(profile, null, 2) + '\n');
     const surface = surfaceOfRecordDir(profileDir, { container: 'shop', spec });
     const learnedSyscalls = record.syscalls.length;
+    // Distinct ports listened on or connected to (bind, listen and accept of one port are one port).
+    const learnedPorts = new Set(
+      [...behaviour.listening, ...behaviour.egress].map((p) => `${p.protocol}/${p.port}`),
+    ).size;
     log(
       `      ${learnTraffic.succeeded}/${learnTraffic.requests} requests in ${(learnMs / 1000).toFixed(1)} s → ` +
         `${learnedSyscalls} syscalls, ${behaviour.execs.length} executables, ${record.behaviour.files.length} files, ` +
-        `${record.behaviour.network.length} network uses; profile allows ${surface.syscallsAllowed} syscalls → ${profileDir}`,
+        `${learnedPorts} ports; profile allows ${surface.syscallsAllowed} syscalls → ${profileDir}`,
     );
 
     // 3. Enforcement: the learned profile and allow-lists on every layer this kernel has, normal traffic replayed.
@@ -401,7 +405,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         syscalls: learnedSyscalls,
         execs: behaviour.execs.length,
         files: record.behaviour.files.length,
-        ports: record.behaviour.network.length,
+        ports: learnedPorts,
       },
       surface,
       layers: {

@@ -45,6 +45,12 @@ test('pahlevan demo: learn, enforce, attack; the report is the run', { timeout: 
       assert.equal(r.learning.syscalls, recorded.syscalls.length);
       assert.equal(r.learning.files, recorded.files.length);
       assert.equal(r.learning.execs, recorded.execs.length);
+      const ports = new Set(
+        recorded.network
+          .filter((n: { op: string; port: number }) => n.op !== 'accept' && n.port > 0)
+          .map((n: { protocol: string; port: number }) => `${n.protocol}/${n.port}`),
+      );
+      assert.equal(r.learning.ports, ports.size);
       const allowed = new Set(profile.syscalls.flatMap((s: { names: string[] }) => s.names));
       const arch = loadSurfaceReference().archSyscalls;
       assert.equal(r.surface.syscallsAllowed, [...allowed].filter((n) => arch.has(n as string)).length);

@@ -89,6 +89,7 @@ export function register(program: Command): void {
           ...(ports.learner ? { learner: ports.learner } : {}),
           ...(ports.enforcer ? { enforcer: ports.enforcer } : {}),
         });
+        metrics.trackProfiles(() => agent.installer.listInstalled().length);
         await agent.start();
         log.info({ kubeletRoot: opts.kubeletRoot, stateDir: opts.stateDir }, 'agent started');
         await new Promise<void>((done) => {

@@ -13,6 +13,8 @@ export interface DemoResult {
     execs: number;
     files: number;
     ports: number;
+    /** Ring-buffer records and in-kernel objects the learner lost (its kernel counters). */
+    eventsLost: number;
   };
   surface: AttackSurfaceReport;
   layers: { active: string[]; missing: { layer: string; reason: string }[] };
@@ -82,7 +84,7 @@ export function formatDemoReport(r: DemoResult): string {
     `Pahlevan demo report  (${r.runtime}, Linux ${r.kernel})`,
     '',
     `Learned      in ${(r.learning.durationMs / 1000).toFixed(1)} s from ${r.learning.requests} requests: ` +
-      `${r.learning.syscalls} syscalls, ${r.learning.execs} executables, ${r.learning.files} files, ${r.learning.ports} ports`,
+      `${r.learning.syscalls} syscalls, ${r.learning.execs} executables, ${r.learning.files} files, ${r.learning.ports} ports (${r.learning.eventsLost} events lost)`,
     `Syscalls     ${s.syscallsAllowed} allowed vs ${s.runtimeDefaultSyscalls} in the runtime default ` +
       `(${Math.round(s.reductionVsDefault * 100)}% fewer)`,
     `             dangerous still allowed: ${list(s.dangerousAllowed, 6)}`,

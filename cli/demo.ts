@@ -246,6 +246,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       options.metrics?.learned(kind);
     });
     let record: RecordResult;
+    let losses = { eventsLost: 0, objectsDropped: 0 };
     let learnTraffic: TrafficResult;
     try {
       const recording = await startRecording({
@@ -269,6 +270,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         );
         await quitService(servicePort);
         await Promise.race([recording.container.exited, new Promise((r) => setTimeout(r, 5000))]);
+        losses = await learner.lossCounters();
+        options.metrics?.ringbufDropped.inc({ ringbuf: 'events' }, losses.eventsLost);
+        options.metrics?.ringbufDropped.inc({ ringbuf: 'objects' }, losses.objectsDropped);
       } finally {
         // stop() is a no-op for an exited container and returns what was learned.
         record = await recording.stop();
@@ -406,6 +410,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         execs: behaviour.execs.length,
         files: record.behaviour.files.length,
         ports: learnedPorts,
+        eventsLost: losses.eventsLost + losses.objectsDropped,
       },
       surface,
       layers: {

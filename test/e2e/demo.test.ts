@@ -87,6 +87,12 @@ test('pahlevan demo: learn, enforce, attack; the report is the run', { timeout: 
         exposition,
       );
       assert.ok(learnedSyscalls && Number(learnedSyscalls[1]) >= 1);
+      const lost = [...exposition.matchAll(/^pahlevan_agent_ringbuf_dropped_events_total\{[^}]*\} (\d+)$/gm)];
+      assert.equal(lost.length, 2, 'events and objects loss series');
+      assert.equal(
+        lost.reduce((s, m) => s + Number(m[1]), 0),
+        r.learning.eventsLost,
+      );
       assert.deepEqual(promtoolProblems(exposition), []);
 
       // The report prints these figures.

@@ -158,3 +158,57 @@ test('a reconcile’s status becomes the controller metrics', async () => {
     assert.ok(text.includes(line + '\n'), `missing: ${line}`);
   assert.deepEqual(promtoolProblems(text), []);
 });
+
+test('scrape-time readers: learner losses counted by delta, installed profiles as a gauge', async () => {
+  const m = new AgentMetrics();
+  let losses = { eventsLost: 3, objectsDropped: 0 };
+  let profiles = 2;
+  m.trackLosses(async () => losses);
+  m.trackProfiles(() => profiles);
+  let text = await m.registry.metrics();
+  assert.match(text, /pahlevan_agent_ringbuf_dropped_events_total\{ringbuf="events"\} 3\n/);
+  assert.match(text, /pahlevan_agent_profiles_installed 2\n/);
+  losses = { eventsLost: 5, objectsDropped: 1 };
+  profiles = 1;
+  text = await m.registry.metrics();
+  assert.match(text, /pahlevan_agent_ringbuf_dropped_events_total\{ringbuf="events"\} 5\n/);
+  assert.match(text, /pahlevan_agent_ringbuf_dropped_events_total\{ringbuf="objects"\} 1\n/);
+  assert.match(text, /pahlevan_agent_profiles_installed 1\n/);
+  assert.deepEqual(promtoolProblems(text), []);
+});
+
+test('node acks: each new installation of a profile version is counted once', async () => {
+  const m = new ControllerMetrics();
+  const status = (installed: number, hash: string) => ({
+    phase: 'Enforcing' as const,
+    profiles: [
+      {
+        container: 'app',
+        hash,
+        localhostProfile: 'p.json',
+        profileName: 'x',
+        syscalls: 1,
+        nodesInstalled: installed,
+        nodesReady: 3,
+        usable: installed === 3,
+      },
+    ],
+  });
+  const rec = (installed: number, hash: string) =>
+    m.recordReconcile({
+      namespace: 'ns',
+      policy: 'p',
+      status: status(installed, hash),
+      mergeSeconds: 0,
+      merged: false,
+      published: 0,
+    });
+  rec(1, 'a'.repeat(64));
+  rec(3, 'a'.repeat(64));
+  rec(3, 'a'.repeat(64));
+  rec(2, 'b'.repeat(64));
+  assert.match(
+    await m.registry.metrics(),
+    /pahlevan_controller_node_acks_total\{namespace="ns",policy="p"\} 5\n/,
+  );
+});

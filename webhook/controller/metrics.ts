@@ -25,6 +25,7 @@ export class ControllerMetrics {
   readonly surfacePorts: Gauge<ContainerLabels | 'direction'>;
   readonly surfaceRisk: Gauge<ContainerLabels>;
   readonly leader: Gauge;
+  private readonly acksSeen = new Map<string, number>();
 
   constructor(options: { registry?: Registry; processMetrics?: boolean } = {}) {
     const registers = [(this.registry = options.registry ?? newRegistry(options))];
@@ -171,6 +172,11 @@ export class ControllerMetrics {
       this.stableWindows.set(labels, l.stableWindows);
     }
     for (const p of r.status.profiles ?? []) {
+      // A node acknowledges a version by installing it: count each new installation once.
+      const ackKey = `${r.namespace}/${r.policy}/${p.hash}`;
+      const before = this.acksSeen.get(ackKey) ?? 0;
+      if (p.nodesInstalled > before) this.nodeAcks.inc(labels, p.nodesInstalled - before);
+      this.acksSeen.set(ackKey, Math.max(before, p.nodesInstalled));
       if (p.stale) continue;
       this.profileNodesInstalled.set({ ...labels, container: p.container }, p.nodesInstalled);
       this.profileNodesReady.set({ ...labels, container: p.container }, p.nodesReady);
@@ -204,5 +210,7 @@ export class ControllerMetrics {
       for (const { labels } of (await metric.get()).values)
         if (labels.namespace === namespace && labels.policy === policy) metric.remove(labels);
     }
+    for (const key of this.acksSeen.keys())
+      if (key.startsWith(`${namespace}/${policy}/`)) this.acksSeen.delete(key);
   }
 }

@@ -439,6 +439,33 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
   }
 
   /**
+   * Resolves the allow-lists again inside the running container (`/proc/<pid>/root`) and adds what resolves
+   * there. The container's own mounts (the tmpfs on /tmp, for instance) exist only once its init runs, so a
+   * learned `/tmp/out` resolved before the start named the host's /tmp, not the container's.
+   */
+  async resolveInContainer(cgroupId: bigint, pid: number): Promise<void> {
+    const w = this.watched.get(cgroupId);
+    const m = w?.policy.modes;
+    if (!w || !m || !this.fileMechanism || (m.files === 'Off' && m.execs === 'Off')) return;
+    const root = `/proc/${pid}/root`;
+    const allow = [
+      ...resolveEntries(w.policy.files, 'file', root).allow,
+      ...resolveEntries(w.policy.execs, 'exec', root).allow,
+    ];
+    if (this.fileMechanism === 'bpf-lsm') {
+      for (const write of planLsm({ cgid: cgroupId, fileMode: m.files, execMode: m.execs, allow })) {
+        // The counters exist already (noexist): only the allow entries are new.
+        if (write.flag === 'noexist') continue;
+        await this.client.mapUpdate(write.obj, write.map, write.key, write.value, write.flag ?? 'any');
+      }
+      return;
+    }
+    const words = fanAllowWords(allow);
+    for (let i = 0; i < words.length; i += FAN_BATCH)
+      await this.client.fan('fan_allow', [String(cgroupId), ...words.slice(i, i + FAN_BATCH)]);
+  }
+
+  /**
    * Marks the container's own mounts (tmpfs and other filesystems the host does not have) for fanotify,
    * once its init process exists. A no-op with BPF-LSM.
    */

@@ -220,15 +220,21 @@ static __always_inline __u64 fnv1a(const void *data, __u32 len)
 	return h;
 }
 
-static __always_inline __u64 hash_path(const char *path)
+// Hashes a string read by bpf_probe_read_*_str (len includes the NUL) 8 bytes at a time; bytes after
+// the NUL in the last word are masked off, since the scratch buffer holds leftovers of earlier paths.
+static __always_inline __u64 hash_path(const char *path, long len)
 {
+	const __u64 *words = (const __u64 *)path;
 	__u64 h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < PATH_MAX_LEN; i++) {
-		char c = path[i];
-		if (!c)
+	for (int i = 0; i < PATH_MAX_LEN / 8; i++) {
+		long left = len - i * 8;
+		if (left <= 0)
 			break;
-		h ^= (__u8)c;
-		h *= 0x100000001b3ULL;
+		__u64 w = words[i];
+		if (left < 8)
+			w &= (1ULL << (left * 8)) - 1; /* little-endian: the string's bytes are the low ones */
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
 	}
 	return h;
 }
@@ -250,8 +256,11 @@ static __always_inline void observe(struct object *o, __u64 hash)
 		o->count = old->count;
 	} else {
 		o->count = 1;
-		if (bpf_map_update_elem(&objects, &key, o, BPF_NOEXIST) == -17 /* EEXIST: raced */)
+		long err = bpf_map_update_elem(&objects, &key, o, BPF_NOEXIST);
+		if (err == -17 /* EEXIST: another CPU stored it first */)
 			return;
+		if (err)
+			count_stat(1); /* map full: still reported once now, but not aggregated */
 	}
 	if (bpf_ringbuf_output(&events, &o->ev, sizeof(o->ev), 0))
 		count_stat(0);
@@ -297,9 +306,10 @@ static __always_inline void learn_open(__u64 cgid, const char *upath, __u64 flag
 	if (flags & (O_CREAT | O_TRUNC | O_APPEND))
 		intent |= INTENT_WRITE;
 	o->ev.arg = intent;
-	if (bpf_probe_read_user_str(o->ev.path, sizeof(o->ev.path), upath) <= 0)
+	long len = bpf_probe_read_user_str(o->ev.path, sizeof(o->ev.path), upath);
+	if (len <= 0)
 		return;
-	observe(o, hash_path(o->ev.path));
+	observe(o, hash_path(o->ev.path, len));
 }
 
 static __always_inline struct sock *sock_of_fd(struct task_struct *task, int fd)
@@ -429,8 +439,9 @@ int BPF_PROG(learn_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (!o)
 		return 0;
 	init_event(o, cgid, EV_EXEC);
-	if (bpf_probe_read_kernel_str(o->ev.path, sizeof(o->ev.path), BPF_CORE_READ(bprm, filename)) <= 0)
+	long len = bpf_probe_read_kernel_str(o->ev.path, sizeof(o->ev.path), BPF_CORE_READ(bprm, filename));
+	if (len <= 0)
 		return 0;
-	observe(o, hash_path(o->ev.path));
+	observe(o, hash_path(o->ev.path, len));
 	return 0;
 }

@@ -193,16 +193,8 @@ export async function startEnforced(
     readFileSync(join(options.profileDir, 'seccomp.json'), 'utf8'),
   ) as OciSeccompProfile;
   const modes = layerModes(options.mode, options.layers);
-  const { root, hybrid } = cgroup2Root();
-  // crun on a hybrid cgroup host is started by a shell that joins the container's cgroup and runs mount(8)
-  // there before crun (agent/container.ts): files and execs are enforced once the container's process
-  // exists, not before (the command's own first exec is not judged in that mode).
-  const deferFiles = options.runtime === 'crun' && hybrid;
-  const policy = containerPolicy(
-    behaviour,
-    deferFiles ? { ...modes, files: 'Off', execs: 'Off' } : modes,
-    options.rules,
-  );
+  const policy = containerPolicy(behaviour, modes, options.rules);
+  const { root } = cgroup2Root();
   const enforcer = options.enforcer ?? (await Enforcer.start({ cgroupAttachDir: join(root, 'pahlevan') }));
   const ownsEnforcer = !options.enforcer;
   const violations: Array<Violation & { container: string }> = [];
@@ -249,7 +241,7 @@ export async function startEnforced(
     container.stdout?.off('data', keep);
     container.stderr?.off('data', keep);
     await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
-    if (deferFiles) await enforcer.setModes(cgroupId, { files: modes.files, execs: modes.execs });
+    await enforcer.resolveInContainer(cgroupId, pid);
     if (options.net === 'veth') {
       const v = setupVeth(pid, tag);
       const tc =
@@ -331,6 +323,7 @@ export async function runEnforcedCli(command: string[], flags: EnforceFlags): Pr
     process.stderr.write(
       `pahlevan: layer ${l.layer.padEnd(8)} ${l.active ? 'active ' : 'MISSING'} ${l.mechanism}${l.reason ? ` (${l.reason})` : ''}\n`,
     );
+  // The helper process keeps the event loop alive: stop it on every path, or a failed start hangs the CLI.
   const handle = await startEnforced(
     {
       command,
@@ -344,7 +337,10 @@ export async function runEnforcedCli(command: string[], flags: EnforceFlags): Pr
       ...(flags.rootfs ? { rootfs: flags.rootfs } : {}),
     },
     (v) => process.stderr.write(`pahlevan: ${formatViolation(v)}\n`),
-  );
+  ).catch(async (err: unknown) => {
+    await enforcer.stop();
+    throw err;
+  });
   if (handle.veth)
     process.stderr.write(
       `pahlevan: container address ${handle.veth.containerAddress} (host side ${handle.veth.hostIf} ${handle.veth.hostAddress}, tc ${handle.veth.tc})\n`,

@@ -11,6 +11,7 @@ import { register as registerTrace } from './trace.js';
 import { register as registerStatus } from './status.js';
 import { register as registerProfile } from './profile.js';
 import { register as registerDemo } from './demo.js';
+import { register as registerController } from './controller.js';
 
 const program = new Command('pahlevan').description(
   'Learn what each workload does, then let it do only that.',
@@ -26,4 +27,5 @@ registerTrace(program);
 registerStatus(program);
 registerProfile(program);
 registerDemo(program);
+registerController(program);
 await program.parseAsync(process.argv);

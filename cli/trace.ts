@@ -13,8 +13,7 @@ import {
   type KubeOptions,
 } from './kube-context.js';
 
-/** Annotation that tells the controller to end learning now (merge and publish what was learned). */
-export const ANNOTATION_STOP_LEARNING = 'pahlevan.io/stop-learning';
+import { ANNOTATION_END_LEARNING } from '../webhook/controller/lifecycle.js';
 
 /** `app=web,tier=front` -> matchLabels. */
 export function parseSelector(text: string): Record<string, string> {
@@ -154,7 +153,7 @@ export function register(program: Command): void {
         );
       try {
         await objects.mergePatch(POLICY_PLURAL, namespace, name, {
-          metadata: { annotations: { [ANNOTATION_STOP_LEARNING]: new Date().toISOString() } },
+          metadata: { annotations: { [ANNOTATION_END_LEARNING]: new Date().toISOString() } },
         });
       } catch (err) {
         throw explain(err, `marking PahlevanPolicy ${namespace}/${name} to stop learning`, kc);

@@ -67,15 +67,31 @@ export function isSafeProfilePath(path: string): boolean {
   return SAFE_PROFILE_PATH.test(path) && !path.split('/').some((seg) => seg === '..' || seg.startsWith('..'));
 }
 
+// Cached policies are immutable snapshots: index their profiles once per object, not once per request.
+const profileIndexes = new WeakMap<PahlevanPolicy, Map<string, { usable: PublishedProfile[] }>>();
+function profileIndex(policy: PahlevanPolicy): Map<string, { usable: PublishedProfile[] }> {
+  let index = profileIndexes.get(policy);
+  if (!index) {
+    index = new Map();
+    for (const p of policy.status?.profiles ?? []) {
+      let entry = index.get(p.container);
+      if (!entry) index.set(p.container, (entry = { usable: [] }));
+      if (p.usable && !p.stale && isSafeProfilePath(p.localhostProfile)) entry.usable.push(p);
+    }
+    profileIndexes.set(policy, index);
+  }
+  return index;
+}
+
 /** The published profile to attach to a container, or why none is attached. */
 export function usableProfile(
   policy: PahlevanPolicy,
   containerName: string,
   image: string | undefined,
 ): { profile: PublishedProfile } | { reason: string } {
-  const entries = (policy.status?.profiles ?? []).filter((p) => p.container === containerName);
-  if (entries.length === 0) return { reason: 'no published profile' };
-  const usable = entries.filter((p) => p.usable && !p.stale && isSafeProfilePath(p.localhostProfile));
+  const entry = profileIndex(policy).get(containerName);
+  if (!entry) return { reason: 'no published profile' };
+  const usable = entry.usable;
   if (usable.length === 0) return { reason: 'profile not installed on every ready node (or stale)' };
   // A profile learned from another image may miss syscalls the new image needs: attach only a matching one.
   const match =
@@ -171,9 +187,19 @@ export function selectPolicy(
 }
 
 /** Hash over the set of attached profiles, short enough for a label value. */
+const profileSetHashes = new Map<string, string>();
 export function profileSetHash(attached: readonly { container: string; hash: string }[]): string {
-  const lines = attached.map((a) => `${a.container}=${a.hash}`).sort();
-  return sha256Hex(lines.join('\n')).slice(0, 16);
+  const key = attached
+    .map((a) => `${a.container}=${a.hash}`)
+    .sort()
+    .join('\n');
+  let hash = profileSetHashes.get(key);
+  if (hash === undefined) {
+    hash = sha256Hex(key).slice(0, 16);
+    if (profileSetHashes.size >= 10_000) profileSetHashes.clear(); // bounded: keys come from requests
+    profileSetHashes.set(key, hash);
+  }
+  return hash;
 }
 
 interface ContainerList {
@@ -181,54 +207,87 @@ interface ContainerList {
   only?: ReadonlySet<string>;
 }
 
+const CONTAINER_FIELDS = ['initContainers', 'containers', 'ephemeralContainers'] as const;
+
+function pick(source: Json, keys: readonly string[]): Json {
+  const out: Json = {};
+  for (const key of keys) if (Object.prototype.hasOwnProperty.call(source, key)) out[key] = source[key];
+  return out;
+}
+
 /**
- * Mutates a copy of `pod`. `lists` says which container lists to treat (CREATE: init + regular;
- * ephemeralcontainers UPDATE: only the newly added ephemeral containers); `podMetadata` whether labels and
- * annotations may change (not through the ephemeralcontainers subresource, which ignores them).
+ * The only parts of a pod mutation may touch (labels, annotations, each container's securityContext), laid
+ * out like the pod itself so that `compare` on two projections yields paths valid on the whole pod. Copying
+ * and diffing this instead of the whole pod keeps the cost independent of everything else in the spec.
+ */
+export function podProjection(pod: Json): Json {
+  const out: Json = {};
+  if (isRecord(pod.metadata)) out.metadata = pick(pod.metadata, ['labels', 'annotations']);
+  const spec = pod.spec as Json;
+  const projected: Json = {};
+  for (const field of CONTAINER_FIELDS) {
+    const list = spec[field];
+    if (Array.isArray(list))
+      projected[field] = list.map((c) => (isRecord(c) ? pick(c, ['securityContext']) : c));
+  }
+  out.spec = projected;
+  return out;
+}
+
+/**
+ * Computes the mutation of `pod` on a copy of its projection. `lists` says which container lists to treat
+ * (CREATE: init + regular; ephemeralcontainers UPDATE: only the newly added ephemeral containers);
+ * `podMetadata` whether labels and annotations may change (not through the ephemeralcontainers subresource,
+ * which ignores them).
  */
 export function mutatePod(
   pod: Json,
   policy: PahlevanPolicy,
   lists: readonly ContainerList[],
   podMetadata: boolean,
-): { pod: Json; attached: (AttachedProfile & { hash: string })[]; notes: string[] } {
-  const mutated = structuredClone(pod);
-  const spec = mutated.spec as Json;
+): { before: Json; after: Json; attached: (AttachedProfile & { hash: string })[]; notes: string[] } {
+  const before = podProjection(pod);
+  // a second projection is a safe copy: mutation replaces its (fresh) containers and maps, never edits shared ones
+  const after = podProjection(pod);
+  const spec = pod.spec as Json;
+  const mutatedSpec = after.spec as Json;
   const podProfile = seccompOf(spec.securityContext);
   const attached: (AttachedProfile & { hash: string })[] = [];
   const notes: string[] = [];
   for (const { field, only } of lists) {
     const containers = spec[field];
     if (!Array.isArray(containers)) continue;
-    for (const container of containers) {
-      if (!isRecord(container) || typeof container.name !== 'string') continue;
-      if (only && !only.has(container.name)) continue;
+    containers.forEach((container: unknown, index: number) => {
+      if (!isRecord(container) || typeof container.name !== 'string') return;
+      if (only && !only.has(container.name)) return;
       const image = typeof container.image === 'string' ? container.image : undefined;
       const found = usableProfile(policy, container.name, image);
       if (!('profile' in found)) {
         notes.push(`${container.name}: ${found.reason}`);
-        continue;
+        return;
       }
       const { profile } = found;
-      const containerSc = isRecord(container.securityContext) ? container.securityContext : undefined;
+      const target = (mutatedSpec[field] as Json[])[index]!;
+      const containerSc = isRecord(target.securityContext) ? target.securityContext : undefined;
       const decision = decideSeccomp(seccompOf(containerSc), podProfile, profile);
       notes.push(`${container.name}: ${decision.reason}`);
       if (decision.set)
-        container.securityContext = {
+        target.securityContext = {
           ...(containerSc ?? {}),
           seccompProfile: { type: 'Localhost', localhostProfile: profile.localhostProfile },
         };
-      const final = seccompOf(container.securityContext) ?? podProfile;
+      const final = seccompOf(target.securityContext) ?? podProfile;
       if (final?.type === 'Localhost' && final.localhostProfile === profile.localhostProfile)
         attached.push({
           container: container.name,
           localhostProfile: profile.localhostProfile,
           hash: profile.hash,
         });
-    }
+    });
   }
   if (podMetadata) {
-    const metadata = mutated.metadata as Json;
+    const metadata: Json = isRecord(after.metadata) ? after.metadata : {};
+    after.metadata = metadata;
     const labels: Json = isRecord(metadata.labels) ? { ...metadata.labels } : {};
     labels[LABEL_POLICY] = policy.metadata.name!;
     if (attached.length > 0) labels[LABEL_PROFILE_HASH] = profileSetHash(attached);
@@ -246,20 +305,21 @@ export function mutatePod(
     const annotations = isRecord(metadata.annotations) ? metadata.annotations : {};
     metadata.annotations = { ...annotations, [ANNOTATION_IMAGES]: JSON.stringify(images) };
   }
-  return { pod: mutated, attached, notes };
+  return { before, after, attached, notes };
 }
 
 /** Real pods nest a dozen levels; anything far deeper is hostile and would overflow recursive copies. */
 export const MAX_OBJECT_DEPTH = 100;
 
-/** Iterative (no recursion, so no stack overflow on hostile input). */
-export function nestsDeeperThan(value: unknown, limit: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (typeof node !== 'object' || node === null) continue;
-    if (depth >= limit) return true;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) stack.push([child, depth + 1]);
+/** Recursion is bounded by `limit`, so hostile nesting cannot overflow the stack. */
+export function nestsDeeperThan(value: unknown, limit: number, depth = 0): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (depth >= limit) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) if (nestsDeeperThan(child, limit, depth + 1)) return true;
+  } else {
+    for (const key in value)
+      if (nestsDeeperThan((value as Record<string, unknown>)[key], limit, depth + 1)) return true;
   }
   return false;
 }
@@ -321,8 +381,13 @@ export function mutatePodRequest(
       return { ...skipped('no new ephemeral containers'), policy: policy.metadata.name!, warnings };
     lists = [{ field: 'ephemeralContainers', only: added }];
   }
-  const mutation = mutatePod({ ...pod, metadata }, policy, lists, isCreate);
-  const patch = compare(pod, mutation.pod);
+  // only the projection is copied and diffed; it must not nest deeper than any real pod does
+  if (nestsDeeperThan(podProjection(pod), MAX_OBJECT_DEPTH))
+    return skipped('object nests too deeply', [
+      `pod nests deeper than ${MAX_OBJECT_DEPTH} levels; not mutated`,
+    ]);
+  const mutation = mutatePod(pod, policy, lists, isCreate);
+  const patch = compare(mutation.before, mutation.after);
   return {
     outcome: patch.length > 0 ? 'patched' : 'unchanged',
     reason: mutation.notes.join('; ') || 'labels only',

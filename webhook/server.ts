@@ -90,6 +90,22 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     void reply.code(404).send({ message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
 
+  // label children bound once: the per-request path skips prom-client's label hashing
+  const webhooks: WebhookName[] = ['mutate-pods', 'validate-policies'];
+  const patchCounter = Object.fromEntries(
+    webhooks.map((w) => [w, metrics.patchOperations.labels({ webhook: w })]),
+  ) as Record<WebhookName, ReturnType<typeof metrics.patchOperations.labels>>;
+  const durationHistogram = Object.fromEntries(
+    webhooks.map((w) => [w, metrics.duration.labels({ webhook: w })]),
+  ) as Record<WebhookName, ReturnType<typeof metrics.duration.labels>>;
+  const requestCounters = new Map<string, ReturnType<typeof metrics.requests.labels>>();
+  const requestCounter = (webhook: WebhookName, operation: string, outcome: string) => {
+    const key = `${webhook}|${operation}|${outcome}`;
+    let counter = requestCounters.get(key);
+    if (!counter)
+      requestCounters.set(key, (counter = metrics.requests.labels({ webhook, operation, outcome })));
+    return counter;
+  };
   const admission = (webhook: WebhookName) => async (req: { body: unknown }, reply: FastifyReply) => {
     const start = process.hrtime.bigint();
     let handled: HandledReview;
@@ -111,10 +127,10 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     }
     if (handled.error)
       app.log.error({ err: handled.error }, `${webhook} failed; answered ${handled.outcome}`);
-    metrics.requests.inc({ webhook, operation: handled.operation, outcome: handled.outcome });
-    if (handled.patchOperations > 0) metrics.patchOperations.inc({ webhook }, handled.patchOperations);
-    metrics.duration.observe({ webhook }, Number(process.hrtime.bigint() - start) / 1e9);
-    return reply.code(handled.statusCode).send(handled.body);
+    requestCounter(webhook, handled.operation, handled.outcome).inc();
+    if (handled.patchOperations > 0) patchCounter[webhook].inc(handled.patchOperations);
+    durationHistogram[webhook].observe(Number(process.hrtime.bigint() - start) / 1e9);
+    return reply.code(handled.statusCode).type('application/json').send(JSON.stringify(handled.body));
   };
   app.post('/mutate-pods', admission('mutate-pods'));
   app.post('/validate-policies', admission('validate-policies'));

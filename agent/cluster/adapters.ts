@@ -1,7 +1,11 @@
 // Maps the node's learner (agent/learner.ts) and enforcer (agent/enforcer.ts) onto the cluster agent's
 // ports, so the cluster logic stays testable without BPF and the seams stay small.
 import type { Learner, LearnerEvent, Observation } from '../learner.js';
-import type { EnforcerPort, LearnerPort, Logger } from './agent.js';
+import type { ContainerPolicy, Enforcer } from '../enforcer.js';
+import type { PortRuleSpec } from '../enforce-maps.js';
+import { entriesFromGlobs } from '../paths.js';
+import { detectCgroupV2Root } from './attribution.js';
+import type { EnforcementTarget, EnforcerPort, LearnerPort, Logger } from './agent.js';
 import type { Behaviour } from './observations.js';
 
 /** One learner event as observed behaviour; undefined for what observations do not record. */
@@ -49,9 +53,56 @@ export function learnerPort(learner: Learner, log?: Logger): LearnerPort {
   };
 }
 
+/** A published profile as the enforcer's per-container policy (paths are already generalised). */
+export function enforcerPolicy(target: EnforcementTarget): ContainerPolicy {
+  const rules = (direction: 'listen' | 'egress'): PortRuleSpec[] =>
+    target.profile.ports
+      .filter((p) => p.direction === direction && p.port > 0)
+      .map((p) => ({
+        protocol: p.protocol,
+        port: p.port,
+        ...(p.endPort !== undefined ? { endPort: p.endPort } : {}),
+        ...(p.cidr ? { cidr: p.cidr } : {}),
+      }));
+  return {
+    modes: target.modes,
+    network: { egress: rules('egress'), ingress: rules('listen'), ...target.network },
+    files: entriesFromGlobs(target.profile.files.map((f) => f.path)),
+    execs: entriesFromGlobs(target.profile.execs),
+  };
+}
+
+export function enforcerPort(enforcer: Enforcer): EnforcerPort {
+  return {
+    async probe() {
+      const states = enforcer.layers();
+      return {
+        active: states.filter((s) => s.active).map((s) => s.layer),
+        missing: states
+          .filter((s) => !s.active || s.reason)
+          .map((s) => ({ layer: s.layer, reason: s.reason ?? `${s.mechanism} unavailable` })),
+      };
+    },
+    async apply(cgroupId, target) {
+      if (!target) return enforcer.forget(cgroupId);
+      await enforcer.enforce(
+        { cgroupId, name: `${target.namespace}/${target.policy}/${target.container}` },
+        enforcerPolicy(target),
+      );
+    },
+    onViolation(listener) {
+      enforcer.on('violation', (v) => listener(v.cgid, v.layer, v.what, 1));
+    },
+  };
+}
+
 export interface NodePortsOptions {
   /** bpffs pin directory (maps and links survive agent restarts). */
   pinDir?: string;
+  /** Where the enforcer's cgroup socket hooks attach (the containers must be below it). */
+  cgroupAttachDir?: string;
+  /** Files/execs through fanotify even where BPF-LSM works. */
+  forceFanotify?: boolean;
 }
 
 export async function createNodePorts(
@@ -60,20 +111,27 @@ export async function createNodePorts(
 ): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
   const { Learner } = await import('../learner.js');
   const learner = await Learner.start(options.pinDir ? { pinDir: options.pinDir } : {});
-  // The enforcer shares the learner's helper; a node where it cannot start still learns.
-  const { Enforcer } = await import('../enforcer.js');
-  const { enforcerPort } = await import('../enforcer-port.js');
-  const { cgroup2Root } = await import('../container.js');
-  const enforcer = await Enforcer.start({
-    client: learner.client,
-    cgroupAttachDir: cgroup2Root().root,
-  }).catch((err: Error) => {
-    log.error({ err: err.message }, 'enforcer did not start: no enforcement on this node');
-    return undefined;
-  });
+  let enforcer: Enforcer | undefined;
+  try {
+    const { Enforcer: EnforcerClass } = await import('../enforcer.js');
+    enforcer = await EnforcerClass.start({
+      client: learner.client,
+      cgroupAttachDir: options.cgroupAttachDir ?? detectCgroupV2Root(),
+      ...(options.forceFanotify ? { forceFanotify: true } : {}),
+    });
+    enforcer.on('warning', (message) => log.warn({ message }, 'enforcer'));
+  } catch (err) {
+    log.error(
+      { err: (err as Error).message },
+      'enforcer unavailable: learning and profile installation only',
+    );
+  }
   return {
     learner: learnerPort(learner, log),
     ...(enforcer ? { enforcer: enforcerPort(enforcer) } : {}),
-    close: () => learner.stop(),
+    close: async () => {
+      await enforcer?.stop();
+      await learner.stop();
+    },
   };
 }

@@ -39,6 +39,7 @@ export interface EnforcementTarget {
   profileName: string;
   profile: ProfileContent;
   modes: Record<Layer, Mode | 'Off'>;
+  network: { allowDNS: boolean; allowLoopback: boolean };
 }
 
 /** What the agent needs from the enforcer (agent/enforcer.ts). */
@@ -89,7 +90,7 @@ export function enforcementFor(
   policy: PahlevanPolicy,
   container: string,
   profiles: Map<string, PahlevanProfile>,
-): { profileName: string; profile: ProfileContent; modes: Record<Layer, Mode | 'Off'> } | undefined {
+): Omit<EnforcementTarget, 'namespace' | 'policy' | 'container'> | undefined {
   const phase = policy.status?.phase;
   if (!phase || phase === 'Learning' || phase === 'Failed') return undefined;
   const published = (policy.status?.profiles ?? []).filter(
@@ -106,7 +107,12 @@ export function enforcementFor(
     modes[layer] = phase === 'Enforcing' || mode === 'Off' ? mode : 'Monitor';
   }
   const { seccomp, execs, files, ports } = object.spec;
-  return { profileName: current.profileName, profile: { seccomp, execs, files, ports }, modes };
+  return {
+    profileName: current.profileName,
+    profile: { seccomp, execs, files, ports },
+    modes,
+    network: { allowDNS: policy.spec.network.allowDNS, allowLoopback: policy.spec.network.allowLoopback },
+  };
 }
 
 /** Learning goes on while the policy learns (no status yet counts as learning). */
@@ -239,6 +245,16 @@ export class ClusterAgent {
     this.writer.stop();
     await this.chain;
     this.store.persist();
+  }
+
+  /**
+   * Rescans the cgroup tree now and waits until the learner/enforcer calls it caused are done. The
+   * periodic rescan does the same; a runtime hook (or a test standing in for one) calls this between
+   * creating a container's cgroup and starting it, so nothing it does escapes the learner.
+   */
+  async sync(): Promise<void> {
+    this.rescan();
+    await this.chain;
   }
 
   /** Writes pending observations now (tests, shutdown). */

@@ -3,16 +3,17 @@
 // runs; never-made syscalls get EPERM; concurrent recordings stay apart; a restarted agent loses nothing.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { OciSeccompProfile } from '../../api/seccomp.js';
+import { OciSeccompProfile } from '../../api/seccomp.js';
 import { cgroup2Root, runContainer, startContainer, type Runtime } from '../../agent/container.js';
 import { Learner, cgroupIdOf, type FileEvent } from '../../agent/learner.js';
 import { buildSeccompProfile } from '../../agent/profile.js';
-import { startRecording, type RecordResult } from '../../agent/recorder.js';
+import { startRecording, type Behaviour, type RecordResult } from '../../agent/recorder.js';
 import { syscallNumber } from '../../agent/syscall-table.js';
 import {
   BPF_OUT,
+  REPO_ROOT,
   freePort,
   httpGet,
   requireKernelTestPrerequisites,
@@ -316,5 +317,54 @@ describe('agent restart', () => {
       await second?.stop();
       Learner.removePins(restartPin);
     }
+  });
+});
+
+describe('pahlevan record / run (CLI)', () => {
+  const cli = (args: string[], opts: { uid?: number; env?: NodeJS.ProcessEnv } = {}) =>
+    spawnSync(process.execPath, [`${REPO_ROOT}bin/pahlevan.js`, ...args], {
+      encoding: 'utf8',
+      cwd: '/tmp',
+      ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
+      ...(opts.env ? { env: opts.env } : {}),
+    });
+
+  it('records into DIR/seccomp.json + DIR/behaviour.json and runs under the profile', () => {
+    const dir = mkdtempSync('/tmp/pvt-cli-record-');
+    try {
+      const script = 'echo hello from $(cat /etc/hostname | wc -l) > /tmp/out; cat /tmp/out';
+      const rec = cli(['record', '--runtime', 'crun', '-o', dir, '--', 'busybox', 'sh', '-c', script]);
+      assert.equal(rec.status, 0, rec.stderr);
+      assert.equal(rec.stdout, 'hello from 1\n');
+      assert.match(rec.stderr, /syscalls: \d+ allowed/);
+      const profile = OciSeccompProfile.parse(JSON.parse(readFileSync(`${dir}/seccomp.json`, 'utf8')));
+      assert.equal(profile.defaultAction, 'SCMP_ACT_ERRNO');
+      const behaviour = JSON.parse(readFileSync(`${dir}/behaviour.json`, 'utf8')) as Behaviour;
+      assert.ok(behaviour.execs.some((e) => e.path.endsWith('busybox')));
+      const out = behaviour.files.find((f) => f.path === '/tmp/out');
+      assert.ok(out?.write && out.count >= 1, 'the written file is learned with its intent');
+      const run = cli(['run', '--runtime', 'crun', '--profile', dir, '--', 'busybox', 'sh', '-c', script]);
+      assert.equal(run.status, 0, run.stderr);
+      assert.equal(run.stdout, 'hello from 1\n');
+      // A dynamically linked program needs mmap, which the static busybox never made: it cannot start.
+      const denied = cli(['run', '--runtime', 'crun', '--profile', dir, '--', LOOP, 'getppid', '1']);
+      assert.notEqual(denied.status, 0, 'a different program ran under the busybox profile');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fails clearly: not root, runtime missing, command not found', () => {
+    const notRoot = cli(['record', '-o', '/tmp/pvt-never', '--', 'true'], { uid: 65534 });
+    assert.equal(notRoot.status, 1);
+    assert.match(notRoot.stderr, /must run as root/);
+    const noRuntime = cli(['record', '--runtime', 'runc', '-o', '/tmp/pvt-never', '--', 'true'], {
+      env: { ...process.env, PATH: '/nonexistent' },
+    });
+    assert.equal(noRuntime.status, 1);
+    assert.match(noRuntime.stderr, /container runtime runc not found: install the Debian package runc/);
+    const noCommand = cli(['record', '-o', '/tmp/pvt-never', '--', 'no-such-command-pvt']);
+    assert.equal(noCommand.status, 1);
+    assert.match(noCommand.stderr, /command not found .*no-such-command-pvt/);
   });
 });

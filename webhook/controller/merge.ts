@@ -173,19 +173,20 @@ export function mergeObservations(
         podsAll.add(pod);
       }
       const sys = a.syscalls;
-      for (const name in c.syscalls) {
-        const s = c.syscalls[name]!;
+      const seen = c.syscalls;
+      for (const name of Object.keys(seen)) {
+        const s = seen[name]!;
         let e = sys.get(name);
         if (!e) sys.set(name, (e = { nodes: 0, pods: 0, count: 0 }));
         e.nodes += 1;
         e.pods += s.pods;
         e.count += s.count;
       }
-      for (const path in c.execs) {
+      for (const path of Object.keys(c.execs)) {
         const s = c.execs[path]!;
         bump(a.execs, path, s.pods, s.count, () => ({ nodes: 0, pods: 0, count: 0 }));
       }
-      for (const path in c.files) {
+      for (const path of Object.keys(c.files)) {
         const s = c.files[path]!;
         const e = bump(a.files, path, s.pods, s.count, () => ({ nodes: 0, pods: 0, count: 0, write: false }));
         if (s.write) e.write = true;

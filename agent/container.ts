@@ -42,6 +42,8 @@ export interface ContainerOptions {
   mounts?: OciMount[];
   /** Called with the container's cgroup once it exists and before the runtime starts. */
   beforeStart?: (cgroup: { path: string; id: bigint }) => Promise<void>;
+  /** no_new_privs for the container process; default false, as in Kubernetes (allowPrivilegeEscalation unset). */
+  noNewPrivileges?: boolean;
   /** 'pipe' (default): stdout/stderr are streams on the handle; 'inherit': passed through. */
   stdio?: 'pipe' | 'inherit';
 }
@@ -237,7 +239,7 @@ export function ociConfig(
       // Kubernetes' default (allowPrivilegeEscalation unset): no_new_privs off. The runtime then installs
       // the seccomp filter while still privileged, earlier than with no_new_privs, and more of its own
       // syscalls run under the filter: the recorder learns exactly those.
-      noNewPrivileges: false,
+      noNewPrivileges: options.noNewPrivileges ?? false,
     },
     root: { path: rootfs, readonly: !options.rootfsWritable },
     hostname: options.id ?? 'pahlevan',

@@ -85,8 +85,12 @@ export function enforcerPort(enforcer: Enforcer): EnforcerPort {
     },
     async apply(cgroupId, target) {
       if (!target) return enforcer.forget(cgroupId);
-      await enforcer.enforce(
-        { cgroupId, name: `${target.namespace}/${target.policy}/${target.container}` },
+      // Resolved inside the pod's container, with its own mounts and its veth (agent/enforcer-port.ts).
+      const { enforcePodContainer } = await import('../enforcer-port.js');
+      await enforcePodContainer(
+        enforcer,
+        cgroupId,
+        `${target.namespace}/${target.policy}/${target.container}`,
         enforcerPolicy(target),
       );
     },

@@ -1,5 +1,5 @@
 // Tight syscall loop for bench/learner.ts: `syscall-loop getppid|openat|nr=N ITERATIONS [--seccomp]`.
-// Prints the mean ns per iteration; with nr=N (a raw syscall with zero arguments, used by the kernel
+// Prints the mean ns per iteration; with nr=N (a raw syscall with an invalid first argument, used by the kernel
 // tests to probe a profile) and 1 iteration it prints `ret=R errno=E` instead. --seccomp first installs an allow-all filter, as a container
 // runtime would, so the learner's watched path (which counts only tasks under a filter) is exercised.
 #include <errno.h>

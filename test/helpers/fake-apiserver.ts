@@ -1056,6 +1056,7 @@ export class FakeApiServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    if (this.requests.length > 20_000) this.requests.splice(0, 10_000); // long runs: keep the recent ones
     try {
       const raw = await readBody(req);
       if (!this.available)

@@ -41,21 +41,35 @@ export function register(program: Command): void {
     )
     .option('--resync <ms>', 'reconcile every policy at least this often', '5000')
     .action(
-      async (opts: {
-        kubeconfig?: string;
-        namespace?: string;
-        leaseNamespace: string;
-        leaseName: string;
-        identity?: string;
-        resync: string;
-      }) => {
+      async (
+        opts: {
+          kubeconfig?: string;
+          namespace?: string;
+          leaseNamespace: string;
+          leaseName: string;
+          identity?: string;
+          resync: string;
+        },
+        command: Command,
+      ) => {
+        const resyncMs = Number(opts.resync);
+        if (!Number.isInteger(resyncMs) || resyncMs < 100)
+          command.error(
+            `error: --resync: expected milliseconds (an integer >= 100), got ${JSON.stringify(opts.resync)}`,
+          );
+        let kubeConfig: KubeConfig;
+        try {
+          kubeConfig = loadKubeConfig(opts.kubeconfig);
+        } catch (err) {
+          command.error(`error: cannot load the kubeconfig: ${(err as Error).message}`);
+        }
         const controller = await runController({
-          kubeConfig: loadKubeConfig(opts.kubeconfig),
+          kubeConfig,
           namespace: opts.namespace,
           leaseNamespace: opts.leaseNamespace,
           leaseName: opts.leaseName,
           identity: opts.identity,
-          resyncMs: Number(opts.resync),
+          resyncMs,
         });
         const shutdown = () => {
           void controller.stop(true).then(() => process.exit(0));

@@ -204,6 +204,10 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
       'no double counting after restart',
     );
 
+    // The watch history is compacted and every watch is cut: resuming gets 410 Gone, the agent relists.
+    api.compact();
+    api.closeWatches();
+
     // The pod goes away: its cgroup is unwatched (and forgotten).
     await core.deleteNamespacedPod({ namespace: 'shop', name: 'web-1' });
     rmSync(join(cgroupRoot, 'kubepods', `pod${podMine.metadata!.uid}`), { recursive: true });

@@ -205,8 +205,12 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
     );
 
     // The watch history is compacted and every watch is cut: resuming gets 410 Gone, the agent relists.
+    const podLists = () =>
+      api.requests.filter((r) => r.startsWith('GET /api/v1/pods') && !r.includes('watch=true')).length;
+    const listsBefore = podLists();
     api.compact();
     api.closeWatches();
+    await waitFor(() => podLists() > listsBefore, 'the agent relists pods after 410 Gone');
 
     // The pod goes away: its cgroup is unwatched (and forgotten).
     await core.deleteNamespacedPod({ namespace: 'shop', name: 'web-1' });

@@ -333,9 +333,11 @@ export async function startContainer(options: ContainerOptions): Promise<Contain
   }
   let argv: string[];
   if (options.runtime === 'crun' && hybrid) {
-    // crun 1.8.1 refuses hybrid cgroup mode. Join the v2 cgroup ourselves, then show crun a cgroup2-only
-    // /sys/fs/cgroup in a private mount namespace and let it leave cgroups alone (PLATFORM.md).
-    const script = `echo $$ > ${cgroupPath}/cgroup.procs && mount -t cgroup2 none /sys/fs/cgroup && exec crun --cgroup-manager=disabled run --bundle ${bundle} ${id}`;
+    // crun 1.8.1 refuses hybrid cgroup mode. Show crun a cgroup2-only /sys/fs/cgroup in a private mount
+    // namespace, join the container's v2 cgroup ourselves and let crun leave cgroups alone (PLATFORM.md).
+    // Mount first, join last (with the `echo` builtin): no helper binary may run inside the container's
+    // cgroup, or the learner records it and the enforcer denies it.
+    const script = `mount -t cgroup2 none /sys/fs/cgroup && echo $$ > /sys/fs/cgroup/${cgroupRel}/cgroup.procs && exec crun --cgroup-manager=disabled run --bundle ${bundle} ${id}`;
     argv = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', script];
   } else {
     argv = [options.runtime, 'run', '--bundle', bundle, id];

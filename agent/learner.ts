@@ -9,7 +9,7 @@ import { nodeArch, syscallName, type Arch } from './syscall-table.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/pahlevan';
 const OBJ = 'learner';
-const PROGS = ['learn_sys_enter', 'learn_exec'] as const;
+const PROGS = ['learn_sys_enter', 'learn_exec', 'learn_accept'] as const;
 
 // Layout of bpf/learner.bpf.c (little-endian).
 const SYSCALL_BITMAP_WORDS = 8;

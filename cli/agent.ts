@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { AgentMetrics } from '../agent/metrics.js';
+import { instrumentPorts } from '../agent/metrics-wiring.js';
 import { pino } from 'pino';
 import { ClusterAgent, type EnforcerPort, type LearnerPort } from '../agent/cluster/agent.js';
 import { CgroupScanner } from '../agent/cluster/attribution.js';
@@ -105,7 +106,10 @@ export function register(program: Command): void {
             metricsServer.listen(metricsPort, ok);
           });
         const kubeConfig = loadKubeConfig(opts.kubeconfig);
-        const ports = await loadPorts(log, opts.pinDir, opts.cgroupRoot);
+        const loaded = await loadPorts(log, opts.pinDir, opts.cgroupRoot);
+        // Watched containers, first-seen events and violations are counted at the ports; learned behaviours
+        // by the ClusterAgent's store (once per policy and container).
+        const ports = { ...loaded, ...instrumentPorts(loaded, metrics, node) };
         const agent = new ClusterAgent({
           node,
           kubeConfig,

@@ -13,6 +13,7 @@ import {
   explain,
   type KubeOptions,
 } from './kube-context.js';
+import { formatSurfaceStatusLines } from '../api/attack-surface.js';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 
@@ -136,6 +137,7 @@ export function statusDetail(p: PahlevanPolicy, now = new Date()): string {
             : ''),
       );
   }
+  if (s?.attackSurface?.length) out.push('Attack surface:', ...formatSurfaceStatusLines(s.attackSurface));
   const v = s?.violations;
   out.push(
     `Violations:  ${v?.total ?? 0}` +

@@ -76,8 +76,18 @@ export class StateFilePolicySource implements PolicySource {
 
   async start(): Promise<void> {
     // The first load must succeed: a typo in the path should stop the command with a clear message.
-    const text = readFileSync(this.path, 'utf8');
-    const result = parsePolicyDocument(text);
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read the state file ${this.path}: ${(err as Error).message}`);
+    }
+    let result: LoadResult;
+    try {
+      result = parsePolicyDocument(text);
+    } catch (err) {
+      throw new Error(`state file ${this.path}: ${(err as Error).message}`);
+    }
     this.apply(result);
     watchFile(this.path, { interval: this.pollMs, persistent: false }, this.listener);
   }

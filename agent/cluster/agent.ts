@@ -201,8 +201,6 @@ export class ClusterAgent {
       onWritten: (key, name) => this.log.debug({ policy: key, name }, 'observations written'),
     });
     this.installer = new ProfileInstaller(opts.kubeletRoot, opts.seccompRoot);
-    const metrics = opts.metrics;
-    if (metrics) this.store.onNewItem((kind) => metrics.learned(kind));
     opts.learner?.onBehaviour((cgroupId, behaviours) => this.onBehaviour(cgroupId, behaviours));
     opts.enforcer?.onViolation((cgroupId, layer, what, count) =>
       this.onViolation(cgroupId, layer, what, count),

@@ -238,3 +238,44 @@ test('DNS and loopback follow the policy flags', async () => {
   assert.equal(counts.network?.sendmsg, 1n);
   assert.equal(counts.network?.connect, 1n);
 });
+
+test('with crun (recorded with crun): unlearned file, exec, egress port and listening port are denied', async () => {
+  await c?.close();
+  const crunRecorded = await recordProbe('crun');
+  try {
+    c = await startEnforced({
+      command: ['python3', '-S', PROBE_SERVER, String(crunRecorded.serverPort)],
+      profileDir: crunRecorded.profileDir,
+      runtime: 'crun',
+      net: 'veth',
+      mode: 'Enforce',
+      layers: ['syscalls', 'files', 'execs', 'network'],
+      enforcer,
+      mounts: crunRecorded.mounts,
+    });
+    const v = c.veth!;
+    const askCrun = (path: string) => probe(v.containerAddress, crunRecorded.serverPort, path);
+    servers.push(await listen(v.hostAddress, crunRecorded.learnedEgressPort));
+    assert.deepEqual(await askCrun('/ping'), { ok: true });
+    assert.deepEqual(await askCrun(`/connect?host=${v.hostAddress}&port=${crunRecorded.learnedEgressPort}`), {
+      ok: true,
+    });
+    assert.deepEqual(await askCrun('/open?path=/pvt/learned.txt'), { ok: true });
+    assert.deepEqual(await askCrun('/open?path=/pvt/secret.txt'), { ok: false, errno: 'EPERM' });
+    assert.deepEqual(await askCrun('/exec?path=/bin/false'), { ok: false, errno: 'EPERM' });
+    assert.deepEqual(await askCrun(`/connect?host=${v.hostAddress}&port=${port(UNLEARNED_EGRESS)}`), {
+      ok: false,
+      errno: 'EPERM',
+    });
+    assert.deepEqual(await askCrun(`/bind?port=${port(UNLEARNED_LISTEN)}`), { ok: false, errno: 'EPERM' });
+    const counts = await c.counters();
+    assert.deepEqual(
+      [counts.files, counts.execs, counts.network?.connect, counts.network?.bind],
+      [1n, 1n, 1n, 1n],
+    );
+  } finally {
+    await c?.close();
+    c = undefined as unknown as EnforcedContainer;
+    crunRecorded.cleanup();
+  }
+});

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { PolicySpec, type PolicyStatus } from '../../api/policy.js';
 import {
   endLearningRequested,
@@ -247,6 +248,7 @@ function enforcing(strategy: string) {
   w.ack('n2', HASH_A);
   w.step(1000);
   assert.equal(w.status!.phase, 'Enforcing');
+  w.step(MIN); // violations count once a full self-healing window was enforced
   return w;
 }
 
@@ -322,5 +324,42 @@ test('the end-learning stamp ends only the learning run it was given in', () => 
     endLearningRequested('yes', '2026-01-01T00:00:00Z'),
     true,
     'any other value ends learning now',
+  );
+});
+
+test('property: whatever the violations and timing, actions respect the cooldown and RolledBack is left only on a spec change', () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom('Rollback', 'Relax', 'Relearn'),
+      fc.array(
+        fc.record({
+          advanceMs: fc.integer({ min: 0, max: 3 * MIN }),
+          inWindow: fc.integer({ min: 0, max: 30 }),
+          bumpGeneration: fc.boolean(),
+          newBehaviour: fc.boolean(),
+        }),
+        { maxLength: 40 },
+      ),
+      (strategy, steps) => {
+        const w = enforcing(strategy);
+        let lastActionMs: number | undefined;
+        for (const s of steps) {
+          const phaseBefore = w.status!.phase;
+          if (s.bumpGeneration) w.generation++;
+          if (s.newBehaviour) w.totals.syscalls++;
+          w.inWindow = s.inWindow;
+          const r = w.step(s.advanceMs);
+          if (r.action) {
+            assert.ok(lastActionMs === undefined || w.nowMs - lastActionMs >= 5 * MIN, 'cooldown respected');
+            assert.ok(s.inWindow >= 10, 'only at the threshold');
+            assert.equal(phaseBefore, 'Enforcing', 'only while enforcing');
+            lastActionMs = w.nowMs;
+          }
+          if (phaseBefore === 'RolledBack' && w.status!.phase !== 'RolledBack')
+            assert.ok(s.bumpGeneration, 'left RolledBack only after a spec change');
+        }
+      },
+    ),
+    { numRuns: 200 },
   );
 });

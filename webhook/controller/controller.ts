@@ -85,6 +85,7 @@ type RawObservation = Obj & { spec?: ObservationSpec };
 
 interface ViolationSample {
   atMs: number;
+  phase: string | undefined;
   byNode: Map<string, { startedAt?: string; total: number }>;
 }
 
@@ -370,6 +371,7 @@ export class Controller {
       merged,
       nowMs,
       parseDurationMs(policy.spec.selfHealing.window),
+      status?.phase,
     );
     let relaxedMerged: MergedPolicy | undefined;
     if (policy.spec.selfHealing.strategy === 'Relax' && inWindow >= policy.spec.selfHealing.threshold) {
@@ -539,14 +541,24 @@ export class Controller {
   }
 
   /** Sum over nodes of the violations counted during the last window (an agent restart resets its counter). */
-  private violationsInWindow(key: string, merged: MergedPolicy, nowMs: number, windowMs: number): number {
+  private violationsInWindow(
+    key: string,
+    merged: MergedPolicy,
+    nowMs: number,
+    windowMs: number,
+    phase: string | undefined,
+  ): number {
     const sample: ViolationSample = {
       atMs: nowMs,
+      phase,
       byNode: new Map(
         merged.nodes.map((n) => [n.node, { startedAt: n.agentStartedAt, total: n.violationsTotal }]),
       ),
     };
-    const samples = (this.samples.get(key) ?? []).filter((s) => nowMs - s.atMs <= windowMs);
+    // Counted within one phase only: violations from before a promotion or a resume do not count.
+    const samples = (this.samples.get(key) ?? []).filter(
+      (s) => nowMs - s.atMs <= windowMs && s.phase === phase,
+    );
     const base = samples[0];
     samples.push(sample);
     this.samples.set(key, samples);

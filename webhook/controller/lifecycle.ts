@@ -191,8 +191,11 @@ export function reconcilePolicy(input: LifecycleInput): LifecycleResult {
   const sh = spec.selfHealing;
   const cooldownMs = parseDurationMs(sh.cooldown);
   const lastActionMs = selfHealing.lastActionAt ? Date.parse(selfHealing.lastActionAt) : undefined;
+  // Never in the reconcile that promotes or resumes: the violations must have been counted while enforcing
+  // (the controller restarts its count when the phase changes).
   if (
     sh.enabled &&
+    prev.phase === 'Enforcing' &&
     phase === 'Enforcing' &&
     input.violations.inWindow >= sh.threshold &&
     (lastActionMs === undefined || nowMs - lastActionMs >= cooldownMs)

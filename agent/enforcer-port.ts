@@ -96,6 +96,27 @@ export function hostVethOf(pid: number): { ifname: string; ifindex: number } | u
   return undefined;
 }
 
+/**
+ * Programs one pod container: its allow-lists resolved inside the container (/proc/<pid>/root, so overlay
+ * root filesystems resolve to the right inodes), fanotify marks on its own mounts, and the TC filter on the
+ * host end of its veth. The cluster agent's adapter calls this.
+ */
+export async function enforcePodContainer(
+  enforcer: Enforcer,
+  cgroupId: bigint,
+  name: string,
+  policy: ContainerPolicy,
+): Promise<void> {
+  const dir = findCgroupDir(cgroupId);
+  const pid = dir ? firstPid(dir) : undefined;
+  await enforcer.enforce({ cgroupId, name, root: pid ? `/proc/${pid}/root` : '/' }, policy);
+  if (!pid) return;
+  await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+  // New inbound flows are judged on the host end of the pod's veth (traffic leaving it towards the pod).
+  const veth = policy.modes.network !== 'Off' ? hostVethOf(pid) : undefined;
+  if (veth) await enforcer.attachInterface(cgroupId, veth.ifname, 'egress', veth.ifindex).catch(() => '');
+}
+
 export function enforcerPort(enforcer: Enforcer): EnforcerPort {
   return {
     probe: () => {
@@ -112,17 +133,12 @@ export function enforcerPort(enforcer: Enforcer): EnforcerPort {
         await enforcer.forget(cgroupId);
         return;
       }
-      const dir = findCgroupDir(cgroupId);
-      const pid = dir ? firstPid(dir) : undefined;
-      const root = pid ? `/proc/${pid}/root` : '/';
-      await enforcer.enforce(
-        { cgroupId, name: `${target.namespace}/${target.policy}/${target.container}`, root },
+      await enforcePodContainer(
+        enforcer,
+        cgroupId,
+        `${target.namespace}/${target.policy}/${target.container}`,
         policyFromProfile(target.profile, target.modes),
       );
-      if (pid) await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
-      // New inbound flows are judged on the host end of the pod's veth (traffic leaving it towards the pod).
-      const veth = pid && target.modes.network !== 'Off' ? hostVethOf(pid) : undefined;
-      if (veth) await enforcer.attachInterface(cgroupId, veth.ifname, 'egress', veth.ifindex).catch(() => '');
     },
     onViolation(listener: (cgroupId: bigint, layer: Layer, what: string, count: number) => void) {
       enforcer.on('violation', (v) =>

@@ -42,6 +42,8 @@ export interface ContainerOptions {
   mounts?: OciMount[];
   /** Called with the container's cgroup once it exists and before the runtime starts. */
   beforeStart?: (cgroup: { path: string; id: bigint }) => Promise<void>;
+  /** no_new_privs for the container process; default false, as in Kubernetes (allowPrivilegeEscalation unset). */
+  noNewPrivileges?: boolean;
   /** 'pipe' (default): stdout/stderr are streams on the handle; 'inherit': passed through. */
   stdio?: 'pipe' | 'inherit';
 }
@@ -237,7 +239,7 @@ export function ociConfig(
       // Kubernetes' default (allowPrivilegeEscalation unset): no_new_privs off. The runtime then installs
       // the seccomp filter while still privileged, earlier than with no_new_privs, and more of its own
       // syscalls run under the filter: the recorder learns exactly those.
-      noNewPrivileges: false,
+      noNewPrivileges: options.noNewPrivileges ?? false,
     },
     root: { path: rootfs, readonly: !options.rootfsWritable },
     hostname: options.id ?? 'pahlevan',
@@ -331,9 +333,11 @@ export async function startContainer(options: ContainerOptions): Promise<Contain
   }
   let argv: string[];
   if (options.runtime === 'crun' && hybrid) {
-    // crun 1.8.1 refuses hybrid cgroup mode. Join the v2 cgroup ourselves, then show crun a cgroup2-only
-    // /sys/fs/cgroup in a private mount namespace and let it leave cgroups alone (PLATFORM.md).
-    const script = `echo $$ > ${cgroupPath}/cgroup.procs && mount -t cgroup2 none /sys/fs/cgroup && exec crun --cgroup-manager=disabled run --bundle ${bundle} ${id}`;
+    // crun 1.8.1 refuses hybrid cgroup mode. Show crun a cgroup2-only /sys/fs/cgroup in a private mount
+    // namespace, join the container's v2 cgroup ourselves and let crun leave cgroups alone (PLATFORM.md).
+    // Mount first, join last (with the `echo` builtin): no helper binary may run inside the container's
+    // cgroup, or the learner records it and the enforcer denies it.
+    const script = `mount -t cgroup2 none /sys/fs/cgroup && echo $$ > /sys/fs/cgroup/${cgroupRel}/cgroup.procs && exec crun --cgroup-manager=disabled run --bundle ${bundle} ${id}`;
     argv = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', script];
   } else {
     argv = [options.runtime, 'run', '--bundle', bundle, id];

@@ -1,7 +1,8 @@
 // The enforcer as the cluster agent's EnforcerPort (agent/cluster/agent.ts): a published profile's
 // allow-lists (execs, files, ports) become a ContainerPolicy; the container's root and mounts are found
 // through one of its processes (/proc/<pid>/root), so overlay root filesystems resolve correctly.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Layer } from '../api/policy.js';
 import type { ProfileContent } from '../api/profile.js';
@@ -74,6 +75,27 @@ function firstPid(cgroupDir: string): number | undefined {
   }
 }
 
+/**
+ * The host end of a pod's veth: eth0's peer index as seen from inside the pod's network namespace, then
+ * that index's name here. Undefined for host-network pods or other interface kinds.
+ */
+export function hostVethOf(pid: number): { ifname: string; ifindex: number } | undefined {
+  try {
+    if (readlinkSync(`/proc/${pid}/ns/net`) === readlinkSync('/proc/self/ns/net')) return undefined;
+    const r = spawnSync('nsenter', ['-t', String(pid), '-n', 'ip', '-j', 'link', 'show', 'eth0'], {
+      encoding: 'utf8',
+    });
+    const link = (JSON.parse(r.stdout || '[]') as Array<{ link_index?: number; link_netnsid?: number }>)[0];
+    if (!link?.link_index) return undefined;
+    for (const name of readdirSync('/sys/class/net'))
+      if (Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8')) === link.link_index)
+        return { ifname: name, ifindex: link.link_index };
+  } catch {
+    // gone, or no iproute2: the socket hooks still apply
+  }
+  return undefined;
+}
+
 export function enforcerPort(enforcer: Enforcer): EnforcerPort {
   return {
     probe: () => {
@@ -98,6 +120,9 @@ export function enforcerPort(enforcer: Enforcer): EnforcerPort {
         policyFromProfile(target.profile, target.modes),
       );
       if (pid) await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+      // New inbound flows are judged on the host end of the pod's veth (traffic leaving it towards the pod).
+      const veth = pid && target.modes.network !== 'Off' ? hostVethOf(pid) : undefined;
+      if (veth) await enforcer.attachInterface(cgroupId, veth.ifname, 'egress', veth.ifindex).catch(() => '');
     },
     onViolation(listener: (cgroupId: bigint, layer: Layer, what: string, count: number) => void) {
       enforcer.on('violation', (v) =>

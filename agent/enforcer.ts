@@ -389,11 +389,14 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
     this.watched.set(cgid, { target, policy });
     const writes: MapWrite[] = [];
     const m = policy.modes;
-    if (this.netActive && m.network !== 'Off')
-      writes.push(...planNetwork({ cgid, mode: m.network, ...policy.network }));
-    if (this.swActive && m.syscalls !== 'Off') writes.push(...planSeccompWatch(cgid, m.syscalls));
+    // Every layer's rules are written even when its mode is Off, so a later setModes() only flips a flag.
+    if (this.netActive) writes.push(...planNetwork({ cgid, mode: m.network, ...policy.network }));
+    if (this.swActive)
+      writes.push(
+        ...planSeccompWatch(cgid, m.syscalls).filter((w) => m.syscalls !== 'Off' || w.map !== 'sw_watch'),
+      );
     const missingPaths: string[] = [];
-    if (this.fileMechanism && (m.files !== 'Off' || m.execs !== 'Off')) {
+    if (this.fileMechanism) {
       const root = target.root ?? '/';
       const files = resolveEntries(policy.files, 'file', root, target.binds);
       const execs = resolveEntries(policy.execs, 'exec', root, target.binds);
@@ -433,6 +436,33 @@ export class Enforcer extends EventEmitter<EnforcerEvents> {
       }
     }
     return { missingPaths };
+  }
+
+  /**
+   * Resolves the allow-lists again inside the running container (`/proc/<pid>/root`) and adds what resolves
+   * there. The container's own mounts (the tmpfs on /tmp, for instance) exist only once its init runs, so a
+   * learned `/tmp/out` resolved before the start named the host's /tmp, not the container's.
+   */
+  async resolveInContainer(cgroupId: bigint, pid: number): Promise<void> {
+    const w = this.watched.get(cgroupId);
+    const m = w?.policy.modes;
+    if (!w || !m || !this.fileMechanism || (m.files === 'Off' && m.execs === 'Off')) return;
+    const root = `/proc/${pid}/root`;
+    const allow = [
+      ...resolveEntries(w.policy.files, 'file', root).allow,
+      ...resolveEntries(w.policy.execs, 'exec', root).allow,
+    ];
+    if (this.fileMechanism === 'bpf-lsm') {
+      for (const write of planLsm({ cgid: cgroupId, fileMode: m.files, execMode: m.execs, allow })) {
+        // The counters exist already (noexist): only the allow entries are new.
+        if (write.flag === 'noexist') continue;
+        await this.client.mapUpdate(write.obj, write.map, write.key, write.value, write.flag ?? 'any');
+      }
+      return;
+    }
+    const words = fanAllowWords(allow);
+    for (let i = 0; i < words.length; i += FAN_BATCH)
+      await this.client.fan('fan_allow', [String(cgroupId), ...words.slice(i, i + FAN_BATCH)]);
   }
 
   /**

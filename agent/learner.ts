@@ -9,7 +9,7 @@ import { nodeArch, syscallName, type Arch } from './syscall-table.js';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/pahlevan';
 const OBJ = 'learner';
-const PROGS = ['learn_sys_enter', 'learn_exec'] as const;
+const PROGS = ['learn_sys_enter', 'learn_exec', 'learn_accept'] as const;
 
 // Layout of bpf/learner.bpf.c (little-endian).
 const SYSCALL_BITMAP_WORDS = 8;
@@ -188,7 +188,13 @@ export class Learner extends EventEmitter<LearnerEvents> {
       (await BpfdClient.start(options.helperPath ? { helperPath: options.helperPath } : {}));
     const learner = new Learner(client, pinDir, !options.client);
     try {
-      await client.open(OBJ, bpfObjectPath('learner'), pinDir);
+      await client.open(OBJ, bpfObjectPath('learner'), pinDir).catch((err: Error) => {
+        if (/reuse pinned map|parameter mismatch/i.test(err.message))
+          throw new Error(
+            `the maps pinned in ${pinDir} come from an incompatible learner version; remove ${pinDir} (this drops what was learned there): ${err.message}`,
+          );
+        throw err;
+      });
       for (const prog of PROGS) {
         const attach = options.pinLinks
           ? client.request(`attach ${OBJ} ${prog} ${pinDir}/link_${prog}`)

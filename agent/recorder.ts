@@ -13,7 +13,8 @@ export interface Behaviour {
   command: string[];
   syscalls: string[];
   execs: Array<{ path: string; count: number }>;
-  files: Array<{ path: string; read: boolean; write: boolean; count: number }>;
+  /** Paths as the program passed them; `relative` ones are relative to its cwd or a directory fd. */
+  files: Array<{ path: string; read: boolean; write: boolean; count: number; relative?: true }>;
   network: Array<{
     op: string;
     protocol: string;
@@ -37,6 +38,11 @@ export interface RecordOptions extends Omit<ContainerOptions, 'seccomp' | 'befor
   learner?: Learner;
   pinDir?: string;
   includeArm64?: boolean;
+  /**
+   * Learn every task of the container's cgroup, also before the runtime installs the filter (the
+   * runtime's own setup: mount, pivot_root, ...). Only for showing what the seccomp gate keeps out.
+   */
+  learnRuntimeSetup?: boolean;
 }
 
 /** The filter the container runs under while it is recorded: it allows everything. */
@@ -58,7 +64,14 @@ export function behaviourOf(
   };
   for (const o of observations) {
     if (o.kind === 'exec') b.execs.push({ path: o.path, count: o.count });
-    else if (o.kind === 'file') b.files.push({ path: o.path, read: o.read, write: o.write, count: o.count });
+    else if (o.kind === 'file')
+      b.files.push({
+        path: o.path,
+        read: o.read,
+        write: o.write,
+        count: o.count,
+        ...(o.path.startsWith('/') ? {} : { relative: true as const }),
+      });
     else if (o.kind === 'net')
       b.network.push({
         op: o.op,
@@ -117,7 +130,7 @@ export async function startRecording(options: RecordOptions): Promise<Recording>
     const container = await startContainer({
       ...options,
       seccomp: RECORDING_FILTER,
-      beforeStart: ({ id }) => learner.watch(id, { requireSeccomp: true }),
+      beforeStart: ({ id }) => learner.watch(id, { requireSeccomp: !options.learnRuntimeSetup }),
     });
     return new Recording(container, learner, !options.learner, options);
   } catch (err) {

@@ -2,7 +2,8 @@
 // The learner: per-container syscall bitmaps plus first-seen exec/file/network events.
 //
 // Cost model (PLATFORM.md): the hook dominates, so there is ONE program on the raw sys_enter hook
-// (tp_btf, the cheapest) and the exec hook is the scheduler tracepoint, which fires only on exec.
+// (tp_btf, the cheapest); execs come from the scheduler tracepoint (fires only on exec) and accepted
+// TCP connections from inet_sock_set_state (fires only on TCP state changes).
 // The hot path for a task nobody watches is: read current's cgroup v2 id through BTF pointers (no
 // helper call), one inlined array lookup and a compare, return. A watched task finds its bitmap in the
 // same array slot; only tasks of watched cgroups go on to the bitmap and the per-syscall dispatch.
@@ -141,8 +142,6 @@ struct {
 #define NR_CONNECT 203
 #define NR_BIND 200
 #define NR_LISTEN 201
-#define NR_ACCEPT 202
-#define NR_ACCEPT4 242
 #define NR_SENDTO 206
 #else
 #define NR_OPEN 2
@@ -152,8 +151,6 @@ struct {
 #define NR_CONNECT 42
 #define NR_BIND 49
 #define NR_LISTEN 50
-#define NR_ACCEPT 43
-#define NR_ACCEPT4 288
 #define NR_SENDTO 44
 #endif
 
@@ -181,9 +178,8 @@ static __always_inline __u64 current_cgroup_id(struct task_struct *task)
 	return task->cgroups->dfl_cgrp->kn->id;
 }
 
-static __always_inline struct watch_state *lookup_watched(struct task_struct *task, __u64 *cgid_out)
+static __always_inline struct watch_state *lookup_cgroup(__u64 cgid)
 {
-	__u64 cgid = current_cgroup_id(task);
 	__u32 slot = cgid & (WATCH_SLOTS - 1);
 	struct watch_state *w = bpf_map_lookup_elem(&watch_slots, &slot);
 	if (!w)
@@ -194,9 +190,16 @@ static __always_inline struct watch_state *lookup_watched(struct task_struct *ta
 		if (!overflow || !(*overflow & (1ULL << (slot & 63))))
 			return 0;
 		w = bpf_map_lookup_elem(&watched, &cgid);
-		if (!w)
-			return 0;
 	}
+	return w;
+}
+
+static __always_inline struct watch_state *lookup_watched(struct task_struct *task, __u64 *cgid_out)
+{
+	__u64 cgid = current_cgroup_id(task);
+	struct watch_state *w = lookup_cgroup(cgid);
+	if (!w)
+		return 0;
 	if ((w->flags & WATCH_REQUIRE_SECCOMP) && task->seccomp.mode != SECCOMP_MODE_FILTER)
 		return 0;
 	*cgid_out = cgid;
@@ -398,31 +401,31 @@ int BPF_PROG(learn_sys_enter, struct pt_regs *regs, long id)
 	}
 
 	// Dispatch on the syscall number: details of a few syscalls, from the same program (every extra
-	// per-syscall tracepoint would add its cost to every syscall of the machine).
+	// per-syscall tracepoint would add its cost to every syscall of the machine). tp_btf hands us the
+	// task's pt_regs as a BTF pointer: its fields are read directly (no probe-read helper call).
+	// x86_64 syscall arguments: di, si, dx, r10, r8 (PARM5 = r8 matches); arm64: regs[0..].
 	if (id == NR_OPENAT || id == NR_OPENAT2) {
-		const char *path = (const char *)PT_REGS_PARM2_CORE(regs);
+		const char *path = (const char *)PT_REGS_PARM2(regs);
 		__u64 flags = 0;
 		if (id == NR_OPENAT)
-			flags = PT_REGS_PARM3_CORE(regs);
+			flags = PT_REGS_PARM3(regs);
 		else
-			bpf_probe_read_user(&flags, sizeof(flags), (void *)PT_REGS_PARM3_CORE(regs));
+			bpf_probe_read_user(&flags, sizeof(flags), (void *)PT_REGS_PARM3(regs));
 		learn_open(cgid, path, flags);
 	} else if (id == NR_OPEN) {
-		learn_open(cgid, (const char *)PT_REGS_PARM1_CORE(regs), PT_REGS_PARM2_CORE(regs));
+		learn_open(cgid, (const char *)PT_REGS_PARM1(regs), PT_REGS_PARM2(regs));
 	} else if (id == NR_CREAT) {
-		learn_open(cgid, (const char *)PT_REGS_PARM1_CORE(regs), O_CREAT | O_WRONLY | O_TRUNC);
+		learn_open(cgid, (const char *)PT_REGS_PARM1(regs), O_CREAT | O_WRONLY | O_TRUNC);
 	} else if (id == NR_CONNECT) {
-		learn_net(task, cgid, NET_CONNECT, PT_REGS_PARM1_CORE(regs), (void *)PT_REGS_PARM2_CORE(regs));
+		learn_net(task, cgid, NET_CONNECT, PT_REGS_PARM1(regs), (void *)PT_REGS_PARM2(regs));
 	} else if (id == NR_BIND) {
-		learn_net(task, cgid, NET_BIND, PT_REGS_PARM1_CORE(regs), (void *)PT_REGS_PARM2_CORE(regs));
+		learn_net(task, cgid, NET_BIND, PT_REGS_PARM1(regs), (void *)PT_REGS_PARM2(regs));
 	} else if (id == NR_SENDTO) {
-		void *addr = (void *)PT_REGS_PARM5_CORE(regs);
+		void *addr = (void *)PT_REGS_PARM5(regs);
 		if (addr)
-			learn_net(task, cgid, NET_SENDTO, PT_REGS_PARM1_CORE(regs), addr);
+			learn_net(task, cgid, NET_SENDTO, PT_REGS_PARM1(regs), addr);
 	} else if (id == NR_LISTEN) {
-		learn_net(task, cgid, NET_LISTEN, PT_REGS_PARM1_CORE(regs), 0);
-	} else if (id == NR_ACCEPT || id == NR_ACCEPT4) {
-		learn_net(task, cgid, NET_ACCEPT, PT_REGS_PARM1_CORE(regs), 0);
+		learn_net(task, cgid, NET_LISTEN, PT_REGS_PARM1(regs), 0);
 	}
 	return 0;
 }
@@ -443,5 +446,45 @@ int BPF_PROG(learn_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (len <= 0)
 		return 0;
 	observe(o, hash_path(o->ev.path, len));
+	return 0;
+}
+
+// Accepted TCP connections, with the peer: a passive open turns SYN_RECV -> ESTABLISHED in softirq
+// context, where `current` is unrelated, so the container is the cgroup of the socket (inherited from
+// the listener). This tracepoint fires only on TCP state changes. The peer's port is ephemeral and is
+// left out; the peer's address and the local port are learned.
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_RECV 3
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(learn_accept, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
+		return 0;
+	struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	if (!cg)
+		return 0;
+	__u64 cgid = BPF_CORE_READ(cg, kn, id);
+	if (!lookup_cgroup(cgid))
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	struct object *o = scratch_object();
+	if (!o)
+		return 0;
+	__builtin_memset(&o->ev, 0, EVENT_HEADER_SIZE);
+	o->ev.cgid = cgid;
+	o->ev.kind = EV_NET;
+	o->ev.arg = NET_ACCEPT;
+	o->ev.family = family;
+	o->ev.proto = BPF_CORE_READ(sk, sk_protocol);
+	o->ev.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (family == AF_INET) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(o->ev.addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO(&o->ev.addr, sk, __sk_common.skc_v6_daddr);
+	}
+	observe(o, fnv1a(&o->ev.arg, 28 /* arg..addr */));
 	return 0;
 }

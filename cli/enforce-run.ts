@@ -135,7 +135,13 @@ async function containerPid(cgroupPath: string, ownNetns: boolean, timeoutMs = 5
         const netOk = !ownNetns || readlinkSync(`/proc/${pid}/ns/net`) !== ours('net');
         // After pivot_root the process's root is the container's, not ours.
         const rooted = statSync(`/proc/${pid}/root/`).ino !== statSync('/').ino;
-        if (mntOwn && netOk && rooted) return pid;
+        // pid 1 of the container's pid namespace (runtimes fork intermediate processes that exit).
+        const nspid = /^NSpid:\s+(.*)$/m
+          .exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+          ?.trim()
+          .split(/\s+/);
+        const init = nspid !== undefined && nspid.length > 1 && nspid[nspid.length - 1] === '1';
+        if (mntOwn && netOk && rooted && init) return pid;
       } catch {
         // gone or not ready
       }
@@ -187,8 +193,16 @@ export async function startEnforced(
     readFileSync(join(options.profileDir, 'seccomp.json'), 'utf8'),
   ) as OciSeccompProfile;
   const modes = layerModes(options.mode, options.layers);
-  const policy = containerPolicy(behaviour, modes, options.rules);
-  const { root } = cgroup2Root();
+  const { root, hybrid } = cgroup2Root();
+  // crun on a hybrid cgroup host is started by a shell that joins the container's cgroup and runs mount(8)
+  // there before crun (agent/container.ts): files and execs are enforced once the container's process
+  // exists, not before (the command's own first exec is not judged in that mode).
+  const deferFiles = options.runtime === 'crun' && hybrid;
+  const policy = containerPolicy(
+    behaviour,
+    deferFiles ? { ...modes, files: 'Off', execs: 'Off' } : modes,
+    options.rules,
+  );
   const enforcer = options.enforcer ?? (await Enforcer.start({ cgroupAttachDir: join(root, 'pahlevan') }));
   const ownsEnforcer = !options.enforcer;
   const violations: Array<Violation & { container: string }> = [];
@@ -235,6 +249,8 @@ export async function startEnforced(
     container.stdout?.off('data', keep);
     container.stderr?.off('data', keep);
     await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+    await enforcer.resolveInContainer(cgroupId, pid);
+    if (deferFiles) await enforcer.setModes(cgroupId, { files: modes.files, execs: modes.execs });
     if (options.net === 'veth') {
       const v = setupVeth(pid, tag);
       const tc =
@@ -316,6 +332,7 @@ export async function runEnforcedCli(command: string[], flags: EnforceFlags): Pr
     process.stderr.write(
       `pahlevan: layer ${l.layer.padEnd(8)} ${l.active ? 'active ' : 'MISSING'} ${l.mechanism}${l.reason ? ` (${l.reason})` : ''}\n`,
     );
+  // The helper process keeps the event loop alive: stop it on every path, or a failed start hangs the CLI.
   const handle = await startEnforced(
     {
       command,
@@ -329,7 +346,10 @@ export async function runEnforcedCli(command: string[], flags: EnforceFlags): Pr
       ...(flags.rootfs ? { rootfs: flags.rootfs } : {}),
     },
     (v) => process.stderr.write(`pahlevan: ${formatViolation(v)}\n`),
-  );
+  ).catch(async (err: unknown) => {
+    await enforcer.stop();
+    throw err;
+  });
   if (handle.veth)
     process.stderr.write(
       `pahlevan: container address ${handle.veth.containerAddress} (host side ${handle.veth.hostIf} ${handle.veth.hostAddress}, tc ${handle.veth.tc})\n`,

@@ -354,6 +354,38 @@ static bool allowed(uint64_t cgid, uint32_t kind, const struct stat *st, int pid
 	}
 }
 
+/*
+ * Fast path for files every watched container may read: an ignore mark on the inode makes the kernel stop
+ * asking us about plain opens of it (the expensive part of fanotify is the round trip, not the lookup).
+ * Only when each container that judges files allows this very inode; any policy change flushes all such
+ * marks (flush_inode_marks), and the kernel drops one by itself when the file is modified. Exec events
+ * keep coming (an exec also sends an open event, which an ignore mark would hide from the pairing).
+ * Caller holds lock.
+ */
+static bool inode_marks_enabled = true;
+static void maybe_ignore_inode(int fd, uint32_t dev, uint64_t ino)
+{
+	if (!inode_marks_enabled)
+		return;
+	for (int i = 0; i < containers_high; i++) {
+		const struct container *o = &containers[i];
+		if (o->used && o->file_mode != FAN_MODE_OFF) {
+			const struct allow_entry *e = allow_find(o->cgid, dev, ino, FAN_KIND_FILE);
+			if (!e)
+				return;
+		}
+	}
+	if (fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK, FAN_OPEN_PERM, fd, NULL) != 0)
+		inode_marks_enabled = false; /* e.g. out of marks: keep judging every open */
+}
+
+/* Caller holds lock. Inode marks are only ever ignore marks here; mount/filesystem marks stay. */
+static void flush_inode_marks(void)
+{
+	if (fan_fd >= 0)
+		fanotify_mark(fan_fd, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
+}
+
 static unsigned judge(const struct fanotify_event_metadata *md)
 {
 	if (md->pid == getpid())
@@ -367,12 +399,13 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 	struct container *c = container_find(cgid, false);
 	int mode = c ? (kind == FAN_KIND_EXEC ? c->exec_mode : c->file_mode) : FAN_MODE_OFF;
 	pthread_mutex_unlock(&lock);
-	if (mode == FAN_MODE_OFF)
+	if (!c)
 		return FAN_ALLOW;
 
 	struct stat st;
 	if (fstat(md->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return FAN_ALLOW;
+	/* Pair the two events of one exec even while a layer is off: the mode may change in between. */
 	struct pid_slot *slot = &pid_cache[(unsigned)md->pid % PID_CACHE];
 	if (slot->pid == md->pid) {
 		if (kind == FAN_KIND_EXEC) {
@@ -384,6 +417,8 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 			return FAN_ALLOW; /* the open half of an exec already judged */
 		}
 	}
+	if (mode == FAN_MODE_OFF)
+		return FAN_ALLOW;
 	char path[PATH_MAX] = "";
 	bool have_path = false;
 
@@ -417,6 +452,8 @@ static unsigned judge(const struct fanotify_event_metadata *md)
 			ok = true;
 		}
 	}
+	if (ok && c && kind == FAN_KIND_FILE)
+		maybe_ignore_inode(md->fd, kernel_dev(st.st_dev), st.st_ino);
 	pthread_mutex_unlock(&lock);
 	if (ok || !c)
 		return FAN_ALLOW;
@@ -482,7 +519,7 @@ static int start(void)
 {
 	if (fan_fd >= 0)
 		return 0;
-	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_UNLIMITED_QUEUE,
+	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS,
 			       O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
@@ -680,6 +717,7 @@ int fan_command(const char *id, const char *cmd, char *args)
 			c->file_mode = (int)fm;
 			c->exec_mode = (int)em;
 		}
+		flush_inode_marks();
 		pthread_mutex_unlock(&lock);
 		if (c)
 			bpfd_reply(id, "ok");
@@ -719,6 +757,7 @@ int fan_command(const char *id, const char *cmd, char *args)
 	if (strcmp(cmd, "fan_clear") == 0 || strcmp(cmd, "fan_forget") == 0) {
 		pthread_mutex_lock(&lock);
 		allow_clear(cgid);
+		flush_inode_marks();
 		if (strcmp(cmd, "fan_forget") == 0) {
 			struct container *c = container_find(cgid, false);
 			if (c)

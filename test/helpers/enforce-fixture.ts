@@ -80,7 +80,7 @@ export interface RecordedProbe {
  * Records the probe server doing its normal job: serve HTTP on serverPort, connect to
  * learnedEgressPort, read /pvt/learned.txt, run /bin/true, load its syscall helper (no unlearned call).
  */
-export async function recordProbe(): Promise<RecordedProbe> {
+export async function recordProbe(runtime: 'runc' | 'crun' = 'runc'): Promise<RecordedProbe> {
   const dir = mkdtempSync(join(tmpdir(), 'pvt-enforce-'));
   const dataDir = join(dir, 'data');
   mkdirSync(dataDir);
@@ -95,7 +95,7 @@ export async function recordProbe(): Promise<RecordedProbe> {
   try {
     const recording = await startRecording({
       pinDir,
-      runtime: 'runc',
+      runtime,
       command: ['python3', '-S', PROBE_SERVER, String(serverPort)],
       net: 'host',
       mounts,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { cgroup2Root } from '../../agent/container.js';
 import { bpfObjectPath } from '../../agent/bpfd-client.js';
 import { Enforcer } from '../../agent/enforcer.js';
+import { hostVethOf } from '../../agent/enforcer-port.js';
 import { startEnforced, type EnforcedContainer } from '../../cli/enforce-run.js';
 import {
   PROBE_SERVER,
@@ -76,6 +77,8 @@ test('an enforced container keeps serving while unlearned egress, bind and ingre
   c = await start();
   const v = c.veth!;
   assert.ok(['tcx', 'clsact'].includes(v.tc), `tc attach: ${v.tc}`);
+  // The cluster agent finds a pod's host-side veth the same way.
+  assert.equal(hostVethOf(c.pid)?.ifname, v.hostIf);
   servers.push(await listen(v.hostAddress, recorded.learnedEgressPort));
   servers.push(await listen(v.hostAddress, port(UNLEARNED_EGRESS)));
   // Normal traffic: learned ingress port, learned egress port, learned file and exec.
@@ -234,4 +237,45 @@ test('DNS and loopback follow the policy flags', async () => {
   const counts = await c.counters();
   assert.equal(counts.network?.sendmsg, 1n);
   assert.equal(counts.network?.connect, 1n);
+});
+
+test('with crun (recorded with crun): unlearned file, exec, egress port and listening port are denied', async () => {
+  await c?.close();
+  const crunRecorded = await recordProbe('crun');
+  try {
+    c = await startEnforced({
+      command: ['python3', '-S', PROBE_SERVER, String(crunRecorded.serverPort)],
+      profileDir: crunRecorded.profileDir,
+      runtime: 'crun',
+      net: 'veth',
+      mode: 'Enforce',
+      layers: ['syscalls', 'files', 'execs', 'network'],
+      enforcer,
+      mounts: crunRecorded.mounts,
+    });
+    const v = c.veth!;
+    const askCrun = (path: string) => probe(v.containerAddress, crunRecorded.serverPort, path);
+    servers.push(await listen(v.hostAddress, crunRecorded.learnedEgressPort));
+    assert.deepEqual(await askCrun('/ping'), { ok: true });
+    assert.deepEqual(await askCrun(`/connect?host=${v.hostAddress}&port=${crunRecorded.learnedEgressPort}`), {
+      ok: true,
+    });
+    assert.deepEqual(await askCrun('/open?path=/pvt/learned.txt'), { ok: true });
+    assert.deepEqual(await askCrun('/open?path=/pvt/secret.txt'), { ok: false, errno: 'EPERM' });
+    assert.deepEqual(await askCrun('/exec?path=/bin/false'), { ok: false, errno: 'EPERM' });
+    assert.deepEqual(await askCrun(`/connect?host=${v.hostAddress}&port=${port(UNLEARNED_EGRESS)}`), {
+      ok: false,
+      errno: 'EPERM',
+    });
+    assert.deepEqual(await askCrun(`/bind?port=${port(UNLEARNED_LISTEN)}`), { ok: false, errno: 'EPERM' });
+    const counts = await c.counters();
+    assert.deepEqual(
+      [counts.files, counts.execs, counts.network?.connect, counts.network?.bind],
+      [1n, 1n, 1n, 1n],
+    );
+  } finally {
+    await c?.close();
+    c = undefined as unknown as EnforcedContainer;
+    crunRecorded.cleanup();
+  }
 });

@@ -71,7 +71,21 @@ async function record(runtime: Runtime, w: Workload): Promise<RecordResult> {
   if (w.drive) {
     await waitForPort(port);
     await w.drive(port);
-    return rec.stop('SIGKILL');
+    const result = await rec.stop('SIGKILL');
+    // The server's ports are learned: it bound and listened on its port and accepted connections there.
+    // Accepted connections carry the peer's address (our requests come from 127.0.0.1).
+    for (const op of ['bind', 'listen', 'accept'])
+      assert.ok(
+        result.behaviour.network.some(
+          (n) =>
+            n.op === op &&
+            n.port === port &&
+            n.protocol === 'tcp' &&
+            (op !== 'accept' || n.address === '127.0.0.1'),
+        ),
+        `${w.name}: no ${op} on tcp/${port} in ${JSON.stringify(result.behaviour.network)}`,
+      );
+    return result;
   }
   return rec.done;
 }
@@ -163,6 +177,32 @@ describe('profiles recorded for runc and crun start reliably and match unconfine
       drive: (port) => fewRequests(port, ['/', '/a', '/b?c=d']),
     });
   });
+});
+
+describe("the runtime's setup before it installs the filter", () => {
+  // Syscalls the runtimes make while they set the container up, which busybox never makes.
+  const SETUP = ['mount', 'pivot_root', 'umount2', 'sethostname', 'seccomp'];
+  for (const runtime of RUNTIMES) {
+    it(`is learned from the container's cgroup without the seccomp gate, and kept out with it (${runtime})`, async () => {
+      const command = ['busybox', 'true'];
+      const ungated = await (
+        await startRecording({ learner, runtime, command, learnRuntimeSetup: true })
+      ).done;
+      const gated = await (await startRecording({ learner, runtime, command })).done;
+      const setupSeen = SETUP.filter((s) => ungated.syscalls.includes(s));
+      assert.ok(
+        setupSeen.length >= 3,
+        `the ${runtime} setup was not visible in its cgroup: ${ungated.syscalls.join(' ')}`,
+      );
+      assert.deepEqual(
+        SETUP.filter((s) => gated.syscalls.includes(s)),
+        [],
+        `runtime setup leaked into the profile`,
+      );
+      // What the runtime does after the filter is in: execve of the command, at least.
+      assert.ok(gated.syscalls.includes('execve'));
+    });
+  }
 });
 
 describe('a syscall the workload never made', () => {
@@ -343,11 +383,37 @@ describe('pahlevan record / run (CLI)', () => {
       assert.ok(behaviour.execs.some((e) => e.path.endsWith('busybox')));
       const out = behaviour.files.find((f) => f.path === '/tmp/out');
       assert.ok(out?.write && out.count >= 1, 'the written file is learned with its intent');
-      const run = cli(['run', '--runtime', 'crun', '--profile', dir, '--', 'busybox', 'sh', '-c', script]);
+      // The seccomp layer is what this file proves (the enforcer's layers have their own tests).
+      const run = cli([
+        'run',
+        '--runtime',
+        'crun',
+        '--layers',
+        'syscalls',
+        '--profile',
+        dir,
+        '--',
+        'busybox',
+        'sh',
+        '-c',
+        script,
+      ]);
       assert.equal(run.status, 0, run.stderr);
       assert.equal(run.stdout, 'hello from 1\n');
       // A dynamically linked program needs mmap, which the static busybox never made: it cannot start.
-      const denied = cli(['run', '--runtime', 'crun', '--profile', dir, '--', LOOP, 'getppid', '1']);
+      const denied = cli([
+        'run',
+        '--runtime',
+        'crun',
+        '--layers',
+        'syscalls',
+        '--profile',
+        dir,
+        '--',
+        LOOP,
+        'getppid',
+        '1',
+      ]);
       assert.notEqual(denied.status, 0, 'a different program ran under the busybox profile');
     } finally {
       rmSync(dir, { recursive: true, force: true });

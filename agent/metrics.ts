@@ -29,9 +29,15 @@ export class AgentMetrics {
   readonly violationsLost: Counter<'layer'>;
   readonly layersActive: Gauge<'node' | 'layer'>;
   readonly profilesInstalled: Gauge;
+  /** Read at scrape time (see trackLosses, trackProfiles). */
+  private readLosses?: () => Promise<{ eventsLost: number; objectsDropped: number }>;
+  private readProfiles?: () => number;
+  private lossesSeen = { eventsLost: 0, objectsDropped: 0 };
 
   constructor(options: { registry?: Registry; processMetrics?: boolean } = {}) {
     const registers = [(this.registry = options.registry ?? newRegistry(options))];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the metric as this
+    const self = this;
     this.containersWatched = new Gauge({
       name: 'pahlevan_agent_containers_watched',
       help: 'Containers the agent currently watches, by mode (learning or enforcing).',
@@ -55,6 +61,18 @@ export class AgentMetrics {
       help: 'Ring-buffer records the kernel could not reserve (buffer full), by ring buffer.',
       labelNames: ['ringbuf'],
       registers,
+      async collect() {
+        if (!self.readLosses) return;
+        // The learner's kernel counters only grow: count what is new since the last scrape.
+        const now = await self.readLosses().catch(() => undefined);
+        if (!now) return;
+        const seen = self.lossesSeen;
+        if (now.eventsLost > seen.eventsLost)
+          this.inc({ ringbuf: 'events' }, now.eventsLost - seen.eventsLost);
+        if (now.objectsDropped > seen.objectsDropped)
+          this.inc({ ringbuf: 'objects' }, now.objectsDropped - seen.objectsDropped);
+        self.lossesSeen = { ...now };
+      },
     });
     this.violations = new Counter({
       name: 'pahlevan_agent_violations_total',
@@ -78,7 +96,20 @@ export class AgentMetrics {
       name: 'pahlevan_agent_profiles_installed',
       help: 'Seccomp profiles installed under the kubelet seccomp root on this node.',
       registers,
+      collect() {
+        if (self.readProfiles) this.set(self.readProfiles());
+      },
     });
+  }
+
+  /** The learner's loss counters (agent/learner.ts lossCounters), read at each scrape. */
+  trackLosses(read: () => Promise<{ eventsLost: number; objectsDropped: number }>): void {
+    this.readLosses = read;
+  }
+
+  /** How many profiles are installed on this node (the installer's listInstalled), read at each scrape. */
+  trackProfiles(read: () => number): void {
+    this.readProfiles = read;
   }
 
   learned(kind: BehaviourKind, count = 1): void {

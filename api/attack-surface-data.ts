@@ -10,6 +10,8 @@ import {
   type SurfaceBehaviour,
   type SurfaceInput,
 } from './attack-surface.js';
+import type { PortRule } from './policy.js';
+import type { ProfileContent } from './profile.js';
 
 // Compiled to dist/api/: the repository root is two levels up.
 const REFERENCE_DIR = fileURLToPath(new URL('../../api/reference/', import.meta.url));
@@ -63,4 +65,46 @@ export function attackSurfaceOf(
     archSyscalls: ref.archSyscalls,
     arch: ref.arch,
   });
+}
+
+/**
+ * The attack surface of a published profile's content (api/profile.ts: seccomp + allow-lists merged over all
+ * nodes, the policy's explicit additions included): what the controller writes to status.attackSurface.
+ */
+export function surfaceOfContent(
+  container: string,
+  content: ProfileContent,
+  spec?: SurfaceInput['spec'],
+): AttackSurfaceReport {
+  const behaviour: SurfaceBehaviour = {
+    execs: content.execs,
+    files: content.files.map((f) => ({ path: f.path, write: f.write })),
+    listening: [],
+    egress: [],
+  };
+  const extraRules: { ingress: PortRule[]; egress: PortRule[] } = { ingress: [], egress: [] };
+  for (const p of content.ports) {
+    const protocol = p.protocol === 'UDP' ? 'udp' : 'tcp';
+    const ranged = (p.endPort !== undefined && p.endPort !== p.port) || p.cidr !== undefined;
+    if (!ranged && p.port > 0)
+      (p.direction === 'listen' ? behaviour.listening : behaviour.egress).push({ protocol, port: p.port });
+    else if (p.port > 0)
+      (p.direction === 'listen' ? extraRules.ingress : extraRules.egress).push({
+        protocol: p.protocol,
+        port: p.port,
+        ...(p.endPort !== undefined ? { endPort: p.endPort } : {}),
+        ...(p.cidr !== undefined ? { cidr: p.cidr } : {}),
+      });
+  }
+  const network = spec?.network;
+  const merged: SurfaceInput['spec'] = {
+    ...(spec ?? {}),
+    network: {
+      allowDNS: network?.allowDNS ?? false,
+      allowLoopback: network?.allowLoopback ?? false,
+      ingress: [...(network?.ingress ?? []), ...extraRules.ingress],
+      egress: [...(network?.egress ?? []), ...extraRules.egress],
+    },
+  };
+  return attackSurfaceOf(container, content.seccomp, behaviour, merged);
 }

@@ -528,3 +528,17 @@ export function formatSurfaceText(reports: readonly AttackSurfaceReport[]): stri
   }
   return lines.join('\n');
 }
+
+/** Lines for a policy's status view (`pahlevan status NAME`): one per container. */
+export function formatSurfaceStatusLines(surfaces: readonly AttackSurface[]): string[] {
+  return surfaces.map((s) => {
+    const dangerous = s.dangerousAllowed.length
+      ? `dangerous: ${s.dangerousAllowed.join(', ')}`
+      : 'no dangerous syscalls';
+    return (
+      `  ${s.container}: risk ${s.riskScore}/100; ${s.syscallsAllowed} of ${s.runtimeDefaultSyscalls} syscalls ` +
+      `(${dangerous}); listens ${s.listeningPorts.join(', ') || '-'}; egress ${s.egressPorts.join(', ') || '-'}; ` +
+      `${s.writablePaths.length} writable paths, ${s.executables.length} executables`
+    );
+  });
+}

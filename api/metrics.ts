@@ -1,6 +1,7 @@
 // Conventions for Prometheus metrics, shared by every part: one prom-client Registry per part (no global
 // registry, so tests and several parts in one process never collide), names `pahlevan_<part>_<what>_<unit>`
 // (`_total` for counters, base units `_seconds`, `_bytes`), HELP on everything.
+import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
 export const METRIC_NAME = /^pahlevan_[a-z]+_[a-z0-9_]+$/;
@@ -53,4 +54,28 @@ export function checkRegistry(registry: Registry): void {
     const { name, type } = metric as unknown as { name: string; type: string };
     if (name.startsWith('pahlevan_')) checkMetricName(name, type);
   }
+}
+
+/** Serves a registry on http://host:port/metrics (and /healthz); resolves once listening. */
+export async function serveMetrics(registry: Registry, port: number, host = '0.0.0.0'): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { Allow: 'GET' }).end('only GET\n');
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500).end(`metrics failed: ${err.message}\n`),
+      );
+    } else if (path === '/healthz') {
+      res.writeHead(200).end('ok\n');
+    } else {
+      res.writeHead(404).end('not found: try /metrics\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
 }

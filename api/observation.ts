@@ -50,7 +50,9 @@ export const ContainerObservation = z.object({
 export const DeniedBehaviour = z.object({
   container: z.string(),
   layer: Layer,
-  what: z.string().describe('Syscall name, path, or `<listen|egress>/<TCP|UDP>/<port>`.'),
+  what: z
+    .string()
+    .describe('What was denied: a syscall name, a path, or a port (`tcp bind :8080`, `tcp 1.2.3.4:443`).'),
   count: Count,
   lastAt: Timestamp.optional(),
 });

@@ -26,6 +26,10 @@ export const ProfileContent = z.object({
   execs: z.array(z.string()).describe('Allowed executable paths or globs, sorted.'),
   files: z.array(FileRule).describe('Allowed file paths or globs with write intent, sorted by path.'),
   ports: z.array(PortAllow).describe('Allowed listening ports and egress destinations.'),
+  images: z
+    .array(z.string())
+    .optional()
+    .describe('Images the content was learned from, sorted: a new image makes a new version.'),
 });
 
 export const ProfileSpec = ProfileContent.extend({
@@ -76,6 +80,7 @@ export function profileContentHash(content: ProfileContent): string {
       execs: content.execs,
       files: content.files,
       ports: content.ports,
+      ...(content.images ? { images: content.images } : {}),
     }),
   );
 }

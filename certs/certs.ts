@@ -4,7 +4,7 @@
 // caBundle trusts both), the serving certificate switches to it once the overlap has passed, and the old CA
 // leaves the bundle when it expires.
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
 
@@ -45,6 +45,7 @@ export interface CertDirContents {
   /** PEM blocks of ca.crt, newest CA first. */
   caBundle: string[];
   caKeyPem?: string;
+  previousCaKeyPem?: string;
   certPem?: string;
   keyPem?: string;
 }
@@ -219,13 +220,7 @@ export function planRotation(
 export function readCertDir(dir: string): CertDirContents {
   const read = (name: string) =>
     existsSync(join(dir, name)) ? readFileSync(join(dir, name), 'utf8') : undefined;
-  const bundle = read(CERT_FILES.caBundle);
-  return {
-    caBundle: bundle ? splitPemBundle(bundle) : [],
-    caKeyPem: read(CERT_FILES.caKey),
-    certPem: read(CERT_FILES.cert),
-    keyPem: read(CERT_FILES.key),
-  };
+  return contentsFromFiles(Object.fromEntries(Object.values(CERT_FILES).map((name) => [name, read(name)])));
 }
 
 /** Write via a temporary file and rename, so a watcher never reads half a file. Key first, then cert. */
@@ -240,20 +235,49 @@ export interface EnsureResult {
   changed: boolean;
 }
 
-/** Creates or rotates the files in `dir` as planRotation says. Idempotent. */
-export function ensureCerts(
-  dir: string,
+/** The certificate files by name (as in the directory, or as the data of a Kubernetes Secret). */
+export function contentsToFiles(contents: CertDirContents): Record<string, string> {
+  const files: Record<string, string> = {};
+  if (contents.caBundle.length > 0) files[CERT_FILES.caBundle] = contents.caBundle.join('');
+  if (contents.caKeyPem) files[CERT_FILES.caKey] = contents.caKeyPem;
+  if (contents.previousCaKeyPem) files[CERT_FILES.previousCaKey] = contents.previousCaKeyPem;
+  if (contents.certPem) files[CERT_FILES.cert] = contents.certPem;
+  if (contents.keyPem) files[CERT_FILES.key] = contents.keyPem;
+  return files;
+}
+
+export function contentsFromFiles(files: Readonly<Record<string, string | undefined>>): CertDirContents {
+  const bundle = files[CERT_FILES.caBundle];
+  return {
+    caBundle: bundle ? splitPemBundle(bundle) : [],
+    caKeyPem: files[CERT_FILES.caKey],
+    previousCaKeyPem: files[CERT_FILES.previousCaKey],
+    certPem: files[CERT_FILES.cert],
+    keyPem: files[CERT_FILES.key],
+  };
+}
+
+export interface RotationResult {
+  plan: RotationPlan;
+  changed: boolean;
+  contents: CertDirContents;
+}
+
+/**
+ * Creates or rotates certificates in memory, as planRotation says: usable on a directory (ensureCerts) or on
+ * the data of a Secret (a controller rotating the webhook Secret and patching caBundle from `caBundle`).
+ */
+export function rotateCerts(
+  contents: CertDirContents,
   dnsNames: readonly string[],
   now: Date = new Date(),
   settings: RotationSettings = DEFAULT_ROTATION,
-): EnsureResult {
-  mkdirSync(dir, { recursive: true });
-  const contents = readCertDir(dir);
+): RotationResult {
   const plan = planRotation(contents, dnsNames, now, settings);
   let bundle = plan.keepCas.map((i) => contents.caBundle[i]!);
   let caKeyPem = contents.caKeyPem;
-  const previousKeyPath = join(dir, CERT_FILES.previousCaKey);
-  let previousKeyPem = existsSync(previousKeyPath) ? readFileSync(previousKeyPath, 'utf8') : undefined;
+  let previousKeyPem = contents.previousCaKeyPem;
+  let { certPem, keyPem } = contents;
   const firstCa = bundle.length === 0 || !caKeyPem;
   if (plan.newCa) {
     const ca = createCa(`pahlevan-webhook-ca-${now.toISOString()}`, now, settings.caValidityDays);
@@ -264,6 +288,7 @@ export function ensureCerts(
     }
     caKeyPem = ca.keyPem;
   }
+  if (bundle.length < 2) previousKeyPem = undefined; // its CA left the bundle
   if (plan.reissueCert) {
     const newest = new X509Certificate(bundle[0]!);
     const inOverlap = now.getTime() - Date.parse(newest.validFrom) < settings.overlapMs;
@@ -272,16 +297,43 @@ export function ensureCerts(
       inOverlap && bundle.length > 1 && previousKeyPem
         ? { certPem: bundle[1]!, keyPem: previousKeyPem }
         : { certPem: bundle[0]!, keyPem: caKeyPem! };
-    const leaf = issueServingCert(signer, dnsNames, now, settings.certValidityDays);
-    writeFileAtomic(join(dir, CERT_FILES.key), leaf.keyPem, 0o600);
-    writeFileAtomic(join(dir, CERT_FILES.cert), leaf.certPem);
+    ({ certPem, keyPem } = issueServingCert(signer, dnsNames, now, settings.certValidityDays));
   }
   const changed = plan.newCa || plan.reissueCert || plan.keepCas.length !== contents.caBundle.length;
+  return {
+    plan,
+    changed,
+    contents: { caBundle: bundle, caKeyPem, previousCaKeyPem: previousKeyPem, certPem, keyPem },
+  };
+}
+
+/** Creates or rotates the files in `dir` (see rotateCerts). Idempotent. */
+export function ensureCerts(
+  dir: string,
+  dnsNames: readonly string[],
+  now: Date = new Date(),
+  settings: RotationSettings = DEFAULT_ROTATION,
+): EnsureResult {
+  mkdirSync(dir, { recursive: true });
+  const before = readCertDir(dir);
+  const { plan, changed, contents } = rotateCerts(before, dnsNames, now, settings);
   if (changed) {
-    writeFileAtomic(join(dir, CERT_FILES.caBundle), bundle.join(''));
-    writeFileAtomic(join(dir, CERT_FILES.caKey), caKeyPem!, 0o600);
-    if (plan.newCa && previousKeyPem && bundle.length > 1)
-      writeFileAtomic(previousKeyPath, previousKeyPem, 0o600);
+    const files = contentsToFiles(contents);
+    const old = contentsToFiles(before);
+    // key before certificate, so a watcher that sees the new certificate finds its key
+    for (const name of [
+      CERT_FILES.key,
+      CERT_FILES.cert,
+      CERT_FILES.caKey,
+      CERT_FILES.previousCaKey,
+      CERT_FILES.caBundle,
+    ]) {
+      const content = files[name];
+      if (content !== undefined && content !== old[name])
+        writeFileAtomic(join(dir, name), content, name.endsWith('.key') ? 0o600 : 0o644);
+    }
+    if (files[CERT_FILES.previousCaKey] === undefined && old[CERT_FILES.previousCaKey] !== undefined)
+      rmSync(join(dir, CERT_FILES.previousCaKey), { force: true });
   }
   return { plan, changed };
 }

@@ -3,6 +3,8 @@
 import type { Command } from 'commander';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Controller, type ControllerOptions } from '../webhook/controller/controller.js';
+import { ControllerMetrics } from '../webhook/controller/metrics.js';
+import { serveMetrics } from '../api/metrics.js';
 
 export async function runController(
   options: Omit<ControllerOptions, 'kubeConfig'> & { kubeConfig?: KubeConfig },
@@ -40,6 +42,7 @@ export function register(program: Command): void {
       process.env.POD_NAME,
     )
     .option('--resync <ms>', 'reconcile every policy at least this often', '5000')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on :PORT/metrics (0: off)', '9465')
     .action(
       async (opts: {
         kubeconfig?: string;
@@ -48,8 +51,19 @@ export function register(program: Command): void {
         leaseName: string;
         identity?: string;
         resync: string;
+        metricsPort: string;
       }) => {
+        const metricsPort = Number(opts.metricsPort);
+        if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {
+          console.error(
+            `pahlevan controller: --metrics-port ${opts.metricsPort}: expected a port (0 turns it off)`,
+          );
+          process.exit(2);
+        }
+        const metrics = new ControllerMetrics({ processMetrics: true });
+        const metricsServer = metricsPort > 0 ? await serveMetrics(metrics.registry, metricsPort) : undefined;
         const controller = await runController({
+          metrics,
           kubeConfig: loadKubeConfig(opts.kubeconfig),
           namespace: opts.namespace,
           leaseNamespace: opts.leaseNamespace,
@@ -58,6 +72,7 @@ export function register(program: Command): void {
           resyncMs: Number(opts.resync),
         });
         const shutdown = () => {
+          metricsServer?.close();
           void controller.stop(true).then(() => process.exit(0));
         };
         process.once('SIGTERM', shutdown);

@@ -13,6 +13,8 @@ export interface DemoResult {
     execs: number;
     files: number;
     ports: number;
+    /** Ring-buffer records and in-kernel objects the learner lost (its kernel counters). */
+    eventsLost: number;
   };
   surface: AttackSurfaceReport;
   layers: { active: string[]; missing: { layer: string; reason: string }[] };
@@ -25,10 +27,38 @@ export interface DemoResult {
     step: string;
     baseline: AttackOutcome;
     enforced: AttackOutcome;
+    /** Violations counted by each layer's exact counters during the step. */
     counted: Record<string, number>;
+    /** What the enforcer reported as denied during the step (`execs /usr/bin/dash`, `syscalls ptrace …`). */
+    reported: string[];
   }[];
   violations: { total: number; byLayer: Record<string, number> };
+  /** Messages that reached the attacker's listener: without Pahlevan, and under enforcement. */
+  exfil: { baselineReceived: number; enforcedReceived: number };
   startup: { baselineMs: number; enforcedMs: number };
+}
+
+/** What went wrong, if anything: the demo's claims, checked against its own figures. Empty = all held. */
+export function demoProblems(r: DemoResult): string[] {
+  const problems: string[] = [];
+  const n = r.normal;
+  if (n.baseline.succeeded < n.baseline.requests)
+    problems.push(
+      `only ${n.baseline.succeeded}/${n.baseline.requests} normal requests worked without Pahlevan`,
+    );
+  if (n.enforced.succeeded < n.enforced.requests)
+    problems.push(
+      `only ${n.enforced.succeeded}/${n.enforced.requests} normal requests worked under enforcement`,
+    );
+  for (const a of r.attacks) {
+    if (!a.baseline.succeeded)
+      problems.push(`${a.step}: did not work even without Pahlevan (${a.baseline.detail})`);
+    if (!a.enforced.blocked) problems.push(`${a.step}: not blocked under enforcement (${a.enforced.detail})`);
+    else if (Object.values(a.counted).every((c) => c === 0))
+      problems.push(`${a.step}: blocked but not counted`);
+  }
+  for (const m of r.layers.missing) problems.push(`layer ${m.layer} missing: ${m.reason}`);
+  return problems;
 }
 
 const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
@@ -44,7 +74,7 @@ const list = (xs: readonly string[], max: number): string =>
 
 export function formatDemoReport(r: DemoResult): string {
   const s = r.surface;
-  const blocked = r.attacks.filter((a) => !a.enforced.succeeded).length;
+  const blocked = r.attacks.filter((a) => a.enforced.blocked).length;
   const counted = (c: Record<string, number>): string =>
     Object.entries(c)
       .filter(([, n]) => n > 0)
@@ -54,7 +84,7 @@ export function formatDemoReport(r: DemoResult): string {
     `Pahlevan demo report  (${r.runtime}, Linux ${r.kernel})`,
     '',
     `Learned      in ${(r.learning.durationMs / 1000).toFixed(1)} s from ${r.learning.requests} requests: ` +
-      `${r.learning.syscalls} syscalls, ${r.learning.execs} executables, ${r.learning.files} files, ${r.learning.ports} ports`,
+      `${r.learning.syscalls} syscalls, ${r.learning.execs} executables, ${r.learning.files} files, ${r.learning.ports} ports (${r.learning.eventsLost} events lost)`,
     `Syscalls     ${s.syscallsAllowed} allowed vs ${s.runtimeDefaultSyscalls} in the runtime default ` +
       `(${Math.round(s.reductionVsDefault * 100)}% fewer)`,
     `             dangerous still allowed: ${list(s.dangerousAllowed, 6)}`,
@@ -69,23 +99,34 @@ export function formatDemoReport(r: DemoResult): string {
       `(without Pahlevan: ${r.normal.baseline.succeeded}/${r.normal.baseline.requests})`,
     `Attacks      ${blocked}/${r.attacks.length} blocked; ${r.violations.total} violations counted` +
       (Object.keys(r.violations.byLayer).length ? ` (${counted(r.violations.byLayer)})` : ''),
-    `  ${pad('step', 36)}${pad('without Pahlevan', 24)}${pad('with Pahlevan', 20)}counted`,
+    `  ${pad('step', 28)}${pad('without Pahlevan', 24)}${pad('with Pahlevan', 22)}${pad('counted', 12)}denied`,
   ];
   for (const a of r.attacks) {
-    const before = a.baseline.succeeded ? `succeeded: ${a.baseline.detail}` : `failed: ${a.baseline.detail}`;
-    const after = a.enforced.succeeded
-      ? `NOT BLOCKED: ${a.enforced.detail}`
-      : `blocked (${a.enforced.detail})`;
-    lines.push(`  ${pad(a.step, 36)}${pad(before, 24)}${pad(after, 20)}${counted(a.counted)}`);
+    const before = a.baseline.succeeded ? `worked: ${a.baseline.detail}` : `failed: ${a.baseline.detail}`;
+    const after = a.enforced.blocked
+      ? `blocked (${a.enforced.detail})`
+      : a.enforced.succeeded
+        ? `NOT BLOCKED`
+        : `FAILED: ${a.enforced.detail}`;
+    const denied = a.reported[0]?.replace(/^\S+ /, '') ?? '-';
+    lines.push(
+      `  ${pad(a.step, 28)}${pad(before, 24)}${pad(after, 22)}${pad(counted(a.counted), 12)}${denied.slice(0, 40)}`,
+    );
   }
   const b = r.normal.baseline.latency;
   const e = r.normal.enforced.latency;
   lines.push(
     '',
     `Cost         request latency p50 ${ms(b.p50Ms)} → ${ms(e.p50Ms)} (${ratio(e.p50Ms, b.p50Ms)}), ` +
-      `p99 ${ms(b.p99Ms)} → ${ms(e.p99Ms)} (${ratio(e.p99Ms, b.p99Ms)}), ${e.count} requests each`,
+      `p99 ${ms(b.p99Ms)} → ${ms(e.p99Ms)} (${ratio(e.p99Ms, b.p99Ms)}), ${e.count} requests each after a warm-up round`,
     `             container start to first answer ${ms(r.startup.baselineMs)} → ${ms(r.startup.enforcedMs)} ` +
       `(${ratio(r.startup.enforcedMs, r.startup.baselineMs)})`,
   );
+  const problems = demoProblems(r);
+  lines.push(
+    '',
+    problems.length === 0 ? 'Result       every claim held' : `Result       ${problems.length} problem(s):`,
+  );
+  for (const p of problems) lines.push(`  - ${p}`);
   return lines.join('\n');
 }

@@ -96,7 +96,8 @@ export async function normalTraffic(
         if (expected) result.succeeded++;
         else
           result.failures.push({ path, status: r.status, error: String(r.body.error ?? r.body.errno ?? '') });
-        result.latenciesMs.push(r.latencyMs);
+        // The first round warms caches (the first container start reads python from disk): not measured.
+        if (round > 0 || rounds === 1) result.latenciesMs.push(r.latencyMs);
       } catch (err) {
         result.failures.push({ path, status: 0, error: (err as Error).message });
       }
@@ -129,13 +130,13 @@ export const ATTACK_STEPS: AttackStep[] = [
   },
   {
     id: 'egress',
-    title: 'connect out to an unexpected port',
+    title: 'connect out (exfiltrate)',
     layer: 'network',
     path: ({ exfilPort }) => `/api/webhook?port=${exfilPort}`,
   },
   {
     id: 'ptrace',
-    title: 'call a dangerous syscall (ptrace)',
+    title: 'dangerous syscall (ptrace)',
     layer: 'syscalls',
     path: () => '/debug/trace',
   },
@@ -146,9 +147,13 @@ export interface AttackOutcome {
   title: string;
   layer: string;
   succeeded: boolean;
+  /** The service answered that the kernel refused the operation (EPERM/EACCES): blocked, not crashed. */
+  blocked: boolean;
   /** What the service saw: errno name, output excerpt or the transport error. */
   detail: string;
 }
+
+const REFUSED = new Set(['EPERM', 'EACCES']);
 
 export async function runAttack(
   step: AttackStep,
@@ -159,14 +164,16 @@ export async function runAttack(
   try {
     const r = await get(port, step.path(ctx));
     const ok = r.status === 200 && r.body.ok === true;
+    const errno = typeof r.body.errno === 'string' ? r.body.errno : undefined;
     const detail = ok
       ? String(r.body.output ?? r.body.content ?? r.body.ptrace ?? (r.body.sent ? 'sent' : 'ok'))
           .trim()
           .slice(0, 40)
-      : String(r.body.errno ?? r.body.error ?? `HTTP ${r.status}`);
-    return { ...base, succeeded: ok, detail };
+      : String(errno ?? r.body.error ?? `HTTP ${r.status}`);
+    return { ...base, succeeded: ok, blocked: !ok && errno !== undefined && REFUSED.has(errno), detail };
   } catch (err) {
-    return { ...base, succeeded: false, detail: (err as Error).message };
+    // No answer at all: the service is down. That is a failure of the demo, never a "block".
+    return { ...base, succeeded: false, blocked: false, detail: `no answer: ${(err as Error).message}` };
   }
 }
 

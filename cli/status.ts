@@ -13,6 +13,7 @@ import {
   explain,
   type KubeOptions,
 } from './kube-context.js';
+import { formatSurfaceStatusLines } from '../api/attack-surface.js';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 
@@ -136,6 +137,7 @@ export function statusDetail(p: PahlevanPolicy, now = new Date()): string {
             : ''),
       );
   }
+  if (s?.attackSurface?.length) out.push('Attack surface:', ...formatSurfaceStatusLines(s.attackSurface));
   const v = s?.violations;
   out.push(
     `Violations:  ${v?.total ?? 0}` +
@@ -149,7 +151,8 @@ export function statusDetail(p: PahlevanPolicy, now = new Date()): string {
   for (const r of v?.recent ?? []) out.push(`  ${r.container}: ${r.layer} ${r.what} x${r.count}`);
   if (s?.selfHealing?.lastAction)
     out.push(
-      `Self-heal:   ${s.selfHealing.lastAction} ${age(s.selfHealing.lastActionAt, now)} ago` +
+      `Self-heal:   ${s.selfHealing.lastAction}` +
+        (s.selfHealing.lastActionAt ? ` ${age(s.selfHealing.lastActionAt, now)} ago` : '') +
         (s.selfHealing.reason ? ` (${s.selfHealing.reason})` : ''),
     );
   if (s?.conditions?.length) {

@@ -76,8 +76,18 @@ export class StateFilePolicySource implements PolicySource {
 
   async start(): Promise<void> {
     // The first load must succeed: a typo in the path should stop the command with a clear message.
-    const text = readFileSync(this.path, 'utf8');
-    const result = parsePolicyDocument(text);
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read the state file ${this.path}: ${(err as Error).message}`);
+    }
+    let result: LoadResult;
+    try {
+      result = parsePolicyDocument(text);
+    } catch (err) {
+      throw new Error(`state file ${this.path}: ${(err as Error).message}`);
+    }
     this.apply(result);
     watchFile(this.path, { interval: this.pollMs, persistent: false }, this.listener);
   }
@@ -114,7 +124,10 @@ export class ClusterPolicySource implements PolicySource {
   private informer: { start(): Promise<void>; stop(): Promise<void> } | undefined;
   private stopped = false;
 
-  constructor(private readonly log: SourceLogger) {}
+  constructor(
+    private readonly log: SourceLogger,
+    private readonly options: { kubeconfigPath?: string; retryMs?: number } = {},
+  ) {}
 
   policies(): readonly Policy[] {
     return this.snapshot;
@@ -126,12 +139,25 @@ export class ClusterPolicySource implements PolicySource {
   async start(): Promise<void> {
     const k8s = await import('@kubernetes/client-node');
     const kc = new k8s.KubeConfig();
-    kc.loadFromDefault();
+    if (this.options.kubeconfigPath) kc.loadFromFile(this.options.kubeconfigPath);
+    else kc.loadFromDefault(); // in-cluster ServiceAccount, or KUBECONFIG / ~/.kube/config
     const api = kc.makeApiClient(k8s.CustomObjectsApi);
     const path = `/apis/${GROUP}/${VERSION}/${POLICY_PLURAL}`;
+    // informer.start() resolves even when the list failed (it reports through 'error'): track success here
+    let listed = false;
+    const startInformer = async () => {
+      await informer.start();
+      if (listed) this.synced = true;
+    };
     const informer = k8s.makeInformer<KubernetesObject>(kc, path, async () => {
       // the informer diffs each (re)list against its own cache and emits add/update/delete for the changes
-      return api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: POLICY_PLURAL });
+      const list = await api.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: POLICY_PLURAL,
+      });
+      listed = true;
+      return list;
     });
     const upsert = (obj: KubernetesObject) => {
       const parsed = PahlevanPolicy.safeParse(obj);
@@ -150,15 +176,16 @@ export class ClusterPolicySource implements PolicySource {
       this.publish();
     });
     informer.on('error', (err: unknown) => {
-      this.log.error(`policy watch failed: ${String(err)}; restarting in 5s`);
+      if (this.stopped) return; // stop() aborts the watch, which reports as an error
+      const retryMs = this.options.retryMs ?? 5000;
+      this.log.error(`policy watch failed: ${String(err)}; restarting in ${retryMs} ms`);
       setTimeout(() => {
         if (!this.stopped)
-          informer.start().catch((e: unknown) => this.log.error(`policy watch restart: ${String(e)}`));
-      }, 5000).unref();
+          startInformer().catch((e: unknown) => this.log.error(`policy watch restart: ${String(e)}`));
+      }, retryMs).unref();
     });
     this.informer = informer;
-    await informer.start();
-    this.synced = true;
+    await startInformer();
   }
 
   async stop(): Promise<void> {

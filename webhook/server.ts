@@ -3,6 +3,7 @@
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
+import { ensureCerts } from '../certs/certs.js';
 import { CertWatcher, isCertValidAt, loadServingCert } from '../certs/reload.js';
 import type { ServingCert } from '../certs/reload.js';
 import { handleReview, badRequest } from './handler.js';
@@ -23,6 +24,12 @@ export interface WebhookServerOptions {
   certPollMs?: number;
   logger?: boolean;
   processMetrics?: boolean;
+  /**
+   * Local/single-replica mode: the server creates the certificates in certDir itself and re-checks them every
+   * `checkMs` (rotation before expiry, CA overlap; the watcher then reloads). In a cluster the Secret is
+   * read-only and rotated by whoever owns it; leave this unset there.
+   */
+  selfManagedCerts?: { dnsNames: string[]; checkMs?: number };
 }
 
 export interface WebhookServer {
@@ -37,6 +44,8 @@ export interface WebhookServer {
 }
 
 export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
+  const selfManaged = options.selfManagedCerts;
+  if (selfManaged) ensureCerts(options.certDir, selfManaged.dnsNames);
   const initial = loadServingCert(options.certDir);
   const metrics = createMetrics({ processMetrics: options.processMetrics ?? true });
   metrics.certExpiry.set(initial.notAfter.getTime() / 1000);
@@ -130,7 +139,8 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     requestCounter(webhook, handled.operation, handled.outcome).inc();
     if (handled.patchOperations > 0) patchCounter[webhook].inc(handled.patchOperations);
     durationHistogram[webhook].observe(Number(process.hrtime.bigint() - start) / 1e9);
-    return reply.code(handled.statusCode).type('application/json').send(JSON.stringify(handled.body));
+    void reply.code(handled.statusCode);
+    return handled.body;
   };
   app.post('/mutate-pods', admission('mutate-pods'));
   app.post('/validate-policies', admission('validate-policies'));
@@ -158,6 +168,17 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
 
   await app.listen({ port: options.port, host: options.host ?? '0.0.0.0' });
   watcher.start();
+  const rotationTimer = selfManaged
+    ? setInterval(() => {
+        try {
+          const { changed, plan } = ensureCerts(options.certDir, selfManaged.dnsNames);
+          if (changed) app.log.info(`certificates rotated: ${plan.reasons.join('; ')}`);
+        } catch (err) {
+          app.log.error(`certificate rotation failed: ${(err as Error).message}`);
+        }
+      }, selfManaged.checkMs ?? 3_600_000)
+    : undefined;
+  rotationTimer?.unref();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
@@ -169,6 +190,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     servedCert: () => watcher.current,
     reloadCert: () => watcher.check(),
     close: async () => {
+      if (rotationTimer) clearInterval(rotationTimer);
       watcher.stop();
       await app.close();
     },

@@ -2,9 +2,10 @@
 // learner events into per-node observations; installs published profiles and acknowledges them;
 // programs the enforcement layers. Decisions live in attribution.ts, observations.ts and profiles.ts;
 // this file only wires them to the API server, the learner and the enforcer.
+import { watch, type FSWatcher } from 'node:fs';
 import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { parsePolicy, layerMode, LAYERS, POLICY_PLURAL } from '../../api/policy.js';
-import type { Layer, Mode, PahlevanPolicy } from '../../api/policy.js';
+import type { Layer, Mode, PahlevanPolicy, PublishedProfile } from '../../api/policy.js';
 import { PROFILE_PLURAL, type PahlevanProfile, type ProfileContent } from '../../api/profile.js';
 import type { ObservationSpec } from '../../api/observation.js';
 import { canonicalJson } from '../../api/profile.js';
@@ -20,6 +21,7 @@ import {
 import { ObservationStore, ObservationWriter, type Behaviour, type Source } from './observations.js';
 import { ProfileInstaller, profileFileFromObject, type ProfileFile } from './profiles.js';
 import { PahlevanObjects, WatchedCache, customObjectPath, errorMessage } from './kube.js';
+import type { AgentMetrics } from '../metrics.js';
 
 /** What the agent needs from the learner (agent/learner.ts); adapters.ts maps the real one onto it. */
 export interface LearnerPort {
@@ -49,6 +51,11 @@ export interface EnforcerPort {
   /** Programs (or, with undefined, clears) the layers for one container cgroup. */
   apply(cgroupId: bigint, target: EnforcementTarget | undefined): Promise<void>;
   onViolation(listener: (cgroupId: bigint, layer: Layer, what: string, count: number) => void): void;
+  /**
+   * Exact cumulative violation counts of a container, from the kernel. When present, events only say
+   * "look now" (the kernel sends one event per new kind of violation and counts the rest itself).
+   */
+  violationCounts?(cgroupId: bigint): Promise<{ layer: Layer; what: string; count: number }[]>;
 }
 
 export interface Logger {
@@ -71,6 +78,11 @@ export interface ClusterAgentOptions {
   rescanIntervalMs?: number;
   writeDebounceMs?: number;
   maxBackoffMs?: number;
+  /** `<kubeletRoot>/seccomp` unless set. */
+  seccompRoot?: string;
+  /** Rescan as soon as a container cgroup appears (inotify on the cgroup tree); default true. */
+  watchCgroups?: boolean;
+  metrics?: AgentMetrics;
 }
 
 const silent: Logger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -85,26 +97,35 @@ const PENDING_MAX_ITEMS = 2048;
 const PENDING_TTL_MS = 5 * 60_000;
 const MAX_SPECULATIVE = 1024;
 
-/** The profile a policy's container runs under, and in which modes, given the policy's phase. */
+/** Whether a published profile was learned from this image (`image` lists the images, comma-separated). */
+function coversImage(profile: PublishedProfile, image: string | undefined): boolean {
+  return !profile.image || !image || profile.image.split(',').includes(image);
+}
+
+/**
+ * The profile a policy's container runs under, and in which modes, given the policy's phase. A container
+ * whose image the profile was not learned from (drift), or whose profile is stale, keeps the previous
+ * profile but only in Monitor mode until a new version is published: never broken, never unwatched.
+ */
 export function enforcementFor(
   policy: PahlevanPolicy,
   container: string,
   profiles: Map<string, PahlevanProfile>,
+  image?: string,
 ): Omit<EnforcementTarget, 'namespace' | 'policy' | 'container'> | undefined {
   const phase = policy.status?.phase;
   if (!phase || phase === 'Learning' || phase === 'Failed') return undefined;
-  const published = (policy.status?.profiles ?? []).filter(
-    (p) => p.container === container && p.usable && !p.stale,
-  );
-  const current = published.at(-1);
+  const published = (policy.status?.profiles ?? []).filter((p) => p.container === container && p.usable);
+  const current = published.filter((p) => !p.stale && coversImage(p, image)).at(-1) ?? published.at(-1);
   if (!current) return undefined;
+  const drifted = !!current.stale || !coversImage(current, image);
   const object = profiles.get(`${policy.metadata.namespace}/${current.profileName}`);
   if (!object) return undefined;
   const modes = {} as Record<Layer, Mode | 'Off'>;
   for (const layer of LAYERS) {
     const mode = layerMode(policy.spec, layer);
-    // After a rollback, or while waiting for the admin, everything is watched and nothing denied.
-    modes[layer] = phase === 'Enforcing' || mode === 'Off' ? mode : 'Monitor';
+    // After a rollback, while waiting for the admin, or after drift, everything is watched and nothing denied.
+    modes[layer] = mode === 'Off' || (phase === 'Enforcing' && !drifted) ? mode : 'Monitor';
   }
   const { seccomp, execs, files, ports } = object.spec;
   return {
@@ -115,10 +136,20 @@ export function enforcementFor(
   };
 }
 
-/** Learning goes on while the policy learns (no status yet counts as learning). */
-function isLearning(policy: PahlevanPolicy | undefined): boolean {
+/**
+ * Whether a container's behaviour is learned: while its policy learns (no status yet counts), and after
+ * publication for containers with no current profile (a new container name, a new image, a stale profile):
+ * the controller re-learns those per container.
+ */
+export function isLearning(policy: PahlevanPolicy | undefined, container?: string, image?: string): boolean {
   const phase = policy?.status?.phase;
-  return !!policy && (phase === undefined || phase === 'Learning');
+  if (!policy || phase === 'Failed') return false;
+  if (phase === undefined || phase === 'Learning') return true;
+  if (container === undefined) return false;
+  const current = (policy.status?.profiles ?? []).filter(
+    (p) => p.container === container && !p.stale && coversImage(p, image),
+  );
+  return current.length === 0;
 }
 
 export class ClusterAgent {
@@ -137,8 +168,14 @@ export class ClusterAgent {
   /** Container cgroups on this node that no pod reports yet. */
   private speculative = new Set<string>();
   private readonly applied = new Map<string, string>();
+  private readonly lastCounts = new Map<string, Map<string, number>>();
+  private readonly appliedModes = new Map<string, Record<Layer, Mode | 'Off'>>();
+  private readonly lastWhat = new Map<string, string>();
+  private readonly pollTimers = new Map<string, NodeJS.Timeout>();
   private caches: WatchedCache<never>[] = [];
   private rescanTimer: NodeJS.Timeout | undefined;
+  private cgroupWatcher: FSWatcher | undefined;
+  private quickRescan: NodeJS.Timeout | undefined;
   private profileTimer: NodeJS.Timeout | undefined;
   private policiesSynced = false;
   private profilesSynced = false;
@@ -163,7 +200,7 @@ export class ClusterAgent {
         ),
       onWritten: (key, name) => this.log.debug({ policy: key, name }, 'observations written'),
     });
-    this.installer = new ProfileInstaller(opts.kubeletRoot);
+    this.installer = new ProfileInstaller(opts.kubeletRoot, opts.seccompRoot);
     opts.learner?.onBehaviour((cgroupId, behaviours) => this.onBehaviour(cgroupId, behaviours));
     opts.enforcer?.onViolation((cgroupId, layer, what, count) =>
       this.onViolation(cgroupId, layer, what, count),
@@ -218,7 +255,14 @@ export class ClusterAgent {
       try {
         const layers = await this.opts.enforcer.probe();
         this.store.setLayers(layers);
+        this.opts.metrics?.setLayers(
+          this.opts.node,
+          layers.active,
+          layers.missing.map((m) => m.layer),
+        );
         this.log.info({ layers }, 'enforcement layers probed');
+        for (const m of layers.missing)
+          this.log.warn(m, `enforcement layer ${m.layer} is missing on this node`);
       } catch (err) {
         this.log.error({ err: errorMessage(err) }, 'probing enforcement layers failed');
         this.store.setLayers({
@@ -235,12 +279,43 @@ export class ClusterAgent {
     this.writer.start();
     await Promise.all(this.caches.map((c) => c.start()));
     this.scheduleRescan(this.opts.rescanIntervalMs ?? 2000);
+    if (this.opts.watchCgroups ?? true) this.watchCgroupTree();
+  }
+
+  /**
+   * A new container cgroup triggers a rescan at once: the runtime creates the cgroup just before the
+   * container's first instruction, so the periodic rescan alone would miss its start-up behaviour.
+   */
+  private watchCgroupTree(): void {
+    try {
+      this.cgroupWatcher = watch(this.scanner.cgroupRoot, { recursive: true }, (_event, name) => {
+        const last =
+          String(name ?? '')
+            .split('/')
+            .at(-1) ?? '';
+        if (!/[0-9a-f]{64}/.test(last) || this.quickRescan) return;
+        this.quickRescan = setTimeout(() => {
+          this.quickRescan = undefined;
+          this.rescan();
+        }, 5);
+      });
+      this.cgroupWatcher.on('error', (err) => {
+        this.log.warn({ err: err.message }, 'watching the cgroup tree failed; rescanning periodically only');
+        this.cgroupWatcher?.close();
+        this.cgroupWatcher = undefined;
+      });
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'cannot watch the cgroup tree; rescanning periodically only');
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.cgroupWatcher?.close();
+    if (this.quickRescan) clearTimeout(this.quickRescan);
     if (this.rescanTimer) clearTimeout(this.rescanTimer);
     if (this.profileTimer) clearTimeout(this.profileTimer);
+    for (const t of this.pollTimers.values()) clearTimeout(t);
     await Promise.all(this.caches.map((c) => c.stop()));
     this.writer.stop();
     await this.chain;
@@ -266,6 +341,7 @@ export class ClusterAgent {
     if (this.stopped) return;
     this.rescanTimer = setTimeout(() => {
       this.rescan();
+      for (const cgroupId of this.applied.keys()) this.schedulePoll(cgroupId);
       this.scheduleRescan(intervalMs);
     }, intervalMs);
     this.rescanTimer.unref?.();
@@ -327,15 +403,20 @@ export class ClusterAgent {
     this.log.debug(change, 'cgroup binding');
     if (change.kind === 'unbound') {
       this.enqueue(change.cgroupId, async () => {
+        await this.pollViolations(change.cgroupId, change.was);
+        if (change.was?.policy) this.store.forgetInstance(change.was.policy, change.was.containerId);
+        this.lastCounts.delete(change.cgroupId);
+        for (const layer of LAYERS) this.lastWhat.delete(`${change.cgroupId}|${layer}`);
+        this.appliedModes.delete(change.cgroupId);
         if (this.applied.delete(change.cgroupId))
           await this.opts.enforcer?.apply(BigInt(change.cgroupId), undefined);
+        this.updateGauges();
       });
     } else {
       const pending = this.pending.get(change.cgroupId);
-      if (pending) {
-        this.pending.delete(change.cgroupId);
-        this.onBehaviour(BigInt(change.cgroupId), pending.behaviours);
-      }
+      this.pending.delete(change.cgroupId);
+      // Report that this container (pod, image) runs, whatever the phase; then what it did before.
+      this.onBehaviour(BigInt(change.cgroupId), pending?.behaviours ?? []);
       this.refreshContainer(change.cgroupId);
     }
     this.reconcileWatches();
@@ -359,7 +440,7 @@ export class ClusterAgent {
     for (const { cgroupId } of this.table.bindings()) {
       const who = this.table.resolve(cgroupId);
       const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-      if (isLearning(policy)) desired.add(cgroupId);
+      if (isLearning(policy, who?.containerName, who?.image)) desired.add(cgroupId);
     }
     for (const cgroupId of desired) {
       if (this.watched.has(cgroupId)) continue;
@@ -379,6 +460,14 @@ export class ClusterAgent {
       this.watched.delete(cgroupId);
       this.enqueue(cgroupId, () => learner.unwatch(BigInt(cgroupId)));
     }
+    this.updateGauges();
+  }
+
+  private updateGauges(): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    m.containersWatched.set({ mode: 'learning' }, this.watched.size);
+    m.containersWatched.set({ mode: 'enforcing' }, this.applied.size);
   }
 
   /** Enforcement state of every bound container, after policy/profile changes. */
@@ -392,12 +481,14 @@ export class ClusterAgent {
     if (!enforcer) return;
     const who = this.table.resolve(cgroupId);
     const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-    const target = policy && who ? enforcementFor(policy, who.containerName, this.profiles) : undefined;
+    const target =
+      policy && who ? enforcementFor(policy, who.containerName, this.profiles, who.image) : undefined;
     const targetKey = target ? canonicalJson({ n: target.profileName, m: target.modes }) : undefined;
     if (this.applied.get(cgroupId) === targetKey) return;
     const id = BigInt(cgroupId);
     if (target && who && policy) {
       this.applied.set(cgroupId, targetKey!);
+      this.appliedModes.set(cgroupId, target.modes);
       this.enqueue(cgroupId, () =>
         enforcer.apply(id, {
           namespace: who.namespace,
@@ -408,8 +499,10 @@ export class ClusterAgent {
       );
     } else if (this.applied.has(cgroupId)) {
       this.applied.delete(cgroupId);
+      this.appliedModes.delete(cgroupId);
       this.enqueue(cgroupId, () => enforcer.apply(id, undefined));
     }
+    this.updateGauges();
   }
 
   private source(who: Attribution): Source | undefined {
@@ -426,6 +519,7 @@ export class ClusterAgent {
   /** Learner events: attribute, then record; unknown cgroups wait for the kubelet to report the container. */
   onBehaviour(cgroupIdIn: bigint, behaviours: Behaviour[]): void {
     const cgroupId = normaliseCgroupId(cgroupIdIn);
+    for (const b of behaviours) this.opts.metrics?.firstSeenEvents.inc({ kind: b.kind });
     const who = this.table.resolve(cgroupId);
     if (!who) {
       this.holdPending(cgroupId, behaviours);
@@ -433,7 +527,12 @@ export class ClusterAgent {
     }
     const source = this.source(who);
     const policy = who.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-    if (!source || !isLearning(policy)) return;
+    if (!source) return;
+    // What ran is always reported (images, pods: the controller sees drift); behaviour only while learning.
+    if (!isLearning(policy, who.containerName, who.image)) {
+      this.store.record(source, []);
+      return;
+    }
     if (this.store.record(source, behaviours))
       this.log.debug(
         { cgroupId, container: who.containerName, pod: who.podName, n: behaviours.length },
@@ -454,10 +553,61 @@ export class ClusterAgent {
   }
 
   private onViolation(cgroupIdIn: bigint, layer: Layer, what: string, count: number): void {
-    const who = this.table.resolve(cgroupIdIn);
+    const cgroupId = normaliseCgroupId(cgroupIdIn);
+    if (this.opts.enforcer?.violationCounts) {
+      this.lastWhat.set(`${cgroupId}|${layer}`, what);
+      this.schedulePoll(cgroupId);
+      return;
+    }
+    const who = this.table.resolve(cgroupId);
     const source = who && this.source(who);
     if (!source) return;
+    this.recordViolation(cgroupId, source, layer, what, count);
+  }
+
+  private recordViolation(cgroupId: string, source: Source, layer: Layer, what: string, count: number): void {
     this.store.recordViolation(source, layer, what, count);
+    const mode = this.appliedModes.get(cgroupId)?.[layer];
+    this.opts.metrics?.violation(
+      {
+        namespace: source.policy.namespace,
+        policy: source.policy.name,
+        container: source.containerName,
+        layer,
+        action: mode === 'Enforce' ? 'deny' : mode === 'Alert' ? 'alert' : 'log',
+      },
+      count,
+    );
+  }
+
+  private schedulePoll(cgroupId: string): void {
+    if (this.pollTimers.has(cgroupId) || this.stopped) return;
+    this.pollTimers.set(
+      cgroupId,
+      setTimeout(() => {
+        this.pollTimers.delete(cgroupId);
+        this.enqueue(cgroupId, () => this.pollViolations(cgroupId));
+      }, 100),
+    );
+  }
+
+  /** Records what the kernel counted since the last poll (counts are cumulative per container). */
+  private async pollViolations(cgroupId: string, who = this.table.resolve(cgroupId)): Promise<void> {
+    const enforcer = this.opts.enforcer;
+    if (!enforcer?.violationCounts || !this.applied.has(cgroupId)) return;
+    const source = who && this.source(who);
+    const counts = await enforcer.violationCounts(BigInt(cgroupId));
+    let last = this.lastCounts.get(cgroupId);
+    if (!last) this.lastCounts.set(cgroupId, (last = new Map()));
+    for (const c of counts) {
+      const key = `${c.layer}|${c.what}`;
+      const delta = c.count - (last.get(key) ?? 0);
+      last.set(key, c.count);
+      if (delta <= 0 || !source) continue;
+      // Layers whose counters have no detail are named after their latest event.
+      const what = c.what === '*' ? (this.lastWhat.get(`${cgroupId}|${c.layer}`) ?? c.layer) : c.what;
+      this.recordViolation(cgroupId, source, c.layer, what, delta);
+    }
   }
 
   private scheduleProfiles(): void {
@@ -497,6 +647,7 @@ export class ClusterAgent {
         .map((p) => p!.localhostProfile!),
     );
     const result = this.installer.reconcile(wanted, inUse);
+    this.opts.metrics?.profilesInstalled.set(this.installer.listInstalled().length);
     for (const f of result.failed) this.log.error(f, 'installing profile failed');
     if (result.removed.length) this.log.info({ removed: result.removed }, 'removed unreferenced profiles');
     const installed = new Set(result.installed);

@@ -125,6 +125,7 @@ export class ObservationStore {
   private state: StoreFile;
   private readonly file: string | undefined;
   private readonly listeners: (() => void)[] = [];
+  private readonly newItemListeners: ((kind: Behaviour['kind']) => void)[] = [];
 
   constructor(
     readonly node: string,
@@ -139,6 +140,11 @@ export class ObservationStore {
       layers: { active: [], missing: [] },
       policies: {},
     };
+  }
+
+  /** Called for every item (syscall, exec, file, port) seen for the first time in a container. */
+  onNewItem(listener: (kind: Behaviour['kind']) => void): void {
+    this.newItemListeners.push(listener);
   }
 
   /** Called after every change (the writer schedules a flush). */
@@ -254,6 +260,7 @@ export class ObservationStore {
         }
         items[key] = item;
         changed = true;
+        for (const l of this.newItemListeners) l(b.kind);
       }
       const countedKey = `${source.containerId}|${source.containerName}|${bucket}|${key}`;
       if (!policy.counted[countedKey]) {
@@ -273,6 +280,17 @@ export class ObservationStore {
       this.changed(policy);
     }
     return changed;
+  }
+
+  /**
+   * Forgets which items a container instance already counted, once it is gone: only a running instance can
+   * report again (after an agent restart), so the dedup set stays bounded by what runs.
+   */
+  forgetInstance(policy: Source['policy'], containerId: string): void {
+    const state = this.state.policies[policyKey(policy.namespace, policy.name)];
+    if (!state) return;
+    const prefix = `${containerId}|`;
+    for (const key of Object.keys(state.counted)) if (key.startsWith(prefix)) delete state.counted[key];
   }
 
   /** Counts one denied action (a violation) of an enforcement layer. */

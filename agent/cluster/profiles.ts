@@ -89,8 +89,9 @@ export class ProfileInstaller {
   /** `<kubelet root>/seccomp/pahlevan`: everything this installer writes or deletes is inside. */
   readonly baseDir: string;
 
-  constructor(kubeletRoot: string) {
-    this.seccompRoot = resolve(kubeletRoot, 'seccomp');
+  /** `seccompRoot` overrides `<kubeletRoot>/seccomp` (a kubelet with --seccomp-profile-root, old versions). */
+  constructor(kubeletRoot: string, seccompRoot?: string) {
+    this.seccompRoot = seccompRoot ? resolve(seccompRoot) : resolve(kubeletRoot, 'seccomp');
     this.baseDir = join(this.seccompRoot, SECCOMP_SUBDIR);
   }
 

@@ -78,7 +78,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/version":
             # Bug: the helper binary comes from the request.
             cmd = query.get("cmd", "/usr/bin/uname -sr").split()
-            out = subprocess.run(cmd, capture_output=True, timeout=5, check=False)
+            # No timeout: with one, subprocess polls with sleeps whose number depends on timing.
+            out = subprocess.run(cmd, capture_output=True, check=False)
             return 200, {"ok": out.returncode == 0, "output": out.stdout.decode(errors="replace").strip(),
                          "status": out.returncode}
         if path == "/api/webhook":

@@ -25,6 +25,10 @@ import { createNodePorts } from '../../agent/cluster/adapters.js';
 import { Learner } from '../../agent/learner.js';
 import { CgroupScanner, detectCgroupV2Root } from '../../agent/cluster/attribution.js';
 import type { PahlevanNodeObservation } from '../../api/observation.js';
+import type { PahlevanPolicy } from '../../api/policy.js';
+import type { PahlevanProfile } from '../../api/profile.js';
+import { Controller } from '../../webhook/controller/controller.js';
+import { pino } from 'pino';
 
 const NS = 'shop';
 const SERVICE = 'pahlevan-webhook.pahlevan-system.svc';
@@ -37,13 +41,13 @@ const debug = process.env.PAHLEVAN_TEST_DEBUG
     })
   : undefined;
 
-/** The workload: reads a file in a loop; once /trigger/go exists it also calls sync(2), which it never learned. */
+/** The workload: reads a file in a loop; once /trigger/go exists it also calls ioprio_set(2), never learned. */
 const WORKLOAD = [
   '/bin/busybox',
   'sh',
   '-c',
   'while :; do /bin/busybox cat /etc/hostname >/dev/null; ' +
-    'if [ -e /trigger/go ]; then /bin/busybox sync || echo denied; fi; /bin/busybox sleep 0.2; done',
+    'if [ -e /trigger/go ]; then /bin/busybox ionice -c 3 /bin/busybox true || echo denied; fi; /bin/busybox sleep 0.2; done',
 ];
 
 function podSpec(name: string, node: string, triggerDir: string): V1Pod {
@@ -182,6 +186,34 @@ test('learn on two nodes, publish, attach, enforce, self-heal', { timeout: 300_0
     });
     await waitFor(() => policies.policies().length === 1, 'the webhook sees the policy');
 
+    // --- two controller replicas; c1 gets the Lease first ---
+    const controllerLogger = pino({ level: process.env.PAHLEVAN_TEST_DEBUG ? 'info' : 'silent' });
+    const c1 = new Controller({
+      kubeConfig: kc,
+      identity: 'c1',
+      leaseDurationSeconds: 3,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 500,
+      resyncMs: 500,
+      debounceMs: 100,
+      logger: controllerLogger,
+    });
+    await c1.start();
+    cleanups.push(() => c1.stop());
+    await waitFor(() => c1.isLeader, 'c1 leads', 10_000);
+    const c2 = new Controller({
+      kubeConfig: kc,
+      identity: 'c2',
+      leaseDurationSeconds: 3,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 500,
+      resyncMs: 500,
+      debounceMs: 100,
+      logger: controllerLogger,
+    });
+    await c2.start();
+    cleanups.push(() => c2.stop());
+
     // Node 2's agent loses the API server before its pod starts.
     proxy.setCut(true);
 
@@ -214,6 +246,115 @@ test('learn on two nodes, publish, attach, enforce, self-heal', { timeout: 300_0
     proxy.setCut(false);
     await waitFor(() => learned('n2'), 'node 2 catches up after the outage', 30_000);
     assert.deepEqual(observation('n2')!.spec.containers[0]!.pods, ['web-2']);
+
+    // --- the controller leader dies mid-learning (no lease release); the other takes over ---
+    assert.ok(c1.isLeader && !c2.isLeader, 'c1 leads');
+    await c1.stop(false);
+    await waitFor(() => c2.isLeader, 'c2 takes over the lease', 30_000);
+
+    // --- merged, published, acked by both nodes, usable; autoEnforce -> Enforcing ---
+    const readPolicy = () =>
+      api.getObject('pahlevan.io', 'pahlevanpolicies', NS, 'web') as unknown as PahlevanPolicy;
+    await waitFor(
+      () =>
+        readPolicy().status?.phase === 'Enforcing' && !!readPolicy().status?.profiles?.some((p) => p.usable),
+      'the profile is published, installed on both nodes and enforced',
+      60_000,
+    );
+    const published = readPolicy().status!.profiles!.find((p) => p.usable)!;
+    assert.equal(published.container, 'app');
+    assert.equal(published.nodesInstalled, 2);
+    const profileObject = api.getObject(
+      'pahlevan.io',
+      'pahlevanprofiles',
+      NS,
+      published.profileName,
+    ) as unknown as PahlevanProfile;
+    assert.ok(profileObject, 'the immutable PahlevanProfile exists');
+    for (const node of ['n1', 'n2']) {
+      const file = join(tmp, node, 'kubelet', 'seccomp', published.localhostProfile);
+      assert.deepEqual(
+        JSON.parse(readFileSync(file, 'utf8')),
+        profileObject.spec.seccomp,
+        `installed on ${node}`,
+      );
+      assert.ok(
+        observation(node)!.spec.installed.some((i) => i.hash === published.hash),
+        `${node} acked`,
+      );
+    }
+    // Both nodes' behaviour is in the merged profile (union), with coverage from both nodes.
+    assert.ok(
+      profileObject.spec.learnedFrom && profileObject.spec.learnedFrom.nodes === 2,
+      'learned from both nodes',
+    );
+
+    // --- new pods get the Localhost profile and run under it ---
+    const loudTrigger = join(tmp, 'trigger-loud');
+    mkdirSync(loudTrigger);
+    const p3 = await createPod('web-3', 'n1', loudTrigger);
+    const p4 = await createPod('web-4', 'n2');
+    for (const p of [p3, p4]) {
+      const sp = p.spec!.containers[0]!.securityContext?.seccompProfile;
+      assert.equal(sp?.type, 'Localhost', `${p.metadata!.name} gets a Localhost profile`);
+      assert.equal(sp?.localhostProfile, published.localhostProfile);
+    }
+    await waitFor(
+      () =>
+        kubelets.get('n1')!.containersOf('web-3').length === 1 &&
+        kubelets.get('n2')!.containersOf('web-4').length === 1,
+      'the new pods start',
+      30_000,
+    );
+    const web3 = kubelets.get('n1')!.containersOf('web-3')[0]!;
+    const web4 = kubelets.get('n2')!.containersOf('web-4')[0]!;
+    assert.equal(web3.seccomp, published.localhostProfile, 'web-3 runs under the learned profile');
+    assert.equal(web4.seccomp, published.localhostProfile, 'web-4 runs under the learned profile');
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const rc of [web3, web4]) {
+      const exited = await Promise.race([rc.container.exited.then(() => true), Promise.resolve(false)]);
+      assert.ok(!exited, `${rc.pod} keeps running under its profile (output: ${rc.output.slice(-300)})`);
+    }
+
+    assert.ok(
+      !profileObject.spec.seccomp.syscalls.some((r) => r.names.includes('ioprio_set')),
+      'ioprio_set was never learned',
+    );
+    // --- web-3 starts misbehaving: ioprio_set(2) is denied, counted, reported, and the policy rolls back ---
+    writeFileSync(join(loudTrigger, 'go'), '');
+    await waitFor(
+      () => web3.output.includes('denied'),
+      'the profile denies what web-3 never did while learning',
+      30_000,
+    );
+    assert.ok(!web4.output.includes('denied'), 'web-4 behaves');
+    await waitFor(
+      () => (observation('n1')?.spec.violations.denied ?? []).some((d) => d.what.includes('ioprio_set')),
+      'node 1 reports the denied ioprio_set calls',
+      30_000,
+    );
+    await waitFor(
+      () => readPolicy().status?.phase === 'RolledBack',
+      'self-healing rolls the policy back',
+      60_000,
+    ).catch((err: Error) => {
+      throw new Error(
+        `${err.message}; status ${JSON.stringify(readPolicy().status)}; n1 violations ${JSON.stringify(observation('n1')?.spec.violations)}`,
+      );
+    });
+    assert.equal(readPolicy().status?.selfHealing?.lastAction, 'Rollback');
+    // Every transition is also an Event on the policy (written right after the status).
+    const reasons = async () =>
+      (await core.listNamespacedEvent({ namespace: NS })).items
+        .filter((e) => e.involvedObject.kind === 'PahlevanPolicy' && e.involvedObject.name === 'web')
+        .map((e) => e.reason);
+    await waitFor(async () => (await reasons()).includes('RolledBack'), 'the RolledBack Event', 10_000).catch(
+      async (err: Error) => {
+        throw new Error(`${err.message}: Events ${(await reasons()).join(', ')}`);
+      },
+    );
+    for (const reason of ['ProfilePublished', 'ProfileUsable', 'Enforcing', 'RolledBack'])
+      assert.ok((await reasons()).includes(reason), `Event ${reason}`);
   } finally {
     for (const c of cleanups.reverse())
       await c().catch((err: Error) => console.error('cleanup:', err.message));

@@ -409,6 +409,34 @@ export class FakeApiServer {
     if (!this.objects.has(key)) this.objects.set(key, new Map());
   }
 
+  /** A created CustomResourceDefinition is served at once (as kube-apiserver does once it is Established). */
+  private serveCrd(crd: KubeObject): void {
+    const spec = crd.spec as
+      | {
+          group?: string;
+          scope?: string;
+          names?: { plural?: string; kind?: string };
+          versions?: {
+            name?: string;
+            served?: boolean;
+            storage?: boolean;
+            subresources?: { status?: object };
+          }[];
+        }
+      | undefined;
+    const version = spec?.versions?.find((v) => v.storage) ?? spec?.versions?.[0];
+    if (!spec?.group || !spec.names?.plural || !spec.names.kind || !version?.name) return;
+    if (this.types.has(typeKeyOf({ group: spec.group, plural: spec.names.plural }))) return;
+    this.addType({
+      group: spec.group,
+      version: version.name,
+      kind: spec.names.kind,
+      plural: spec.names.plural,
+      namespaced: spec.scope !== 'Cluster',
+      statusSubresource: version.subresources?.status !== undefined,
+    });
+  }
+
   typeOf(group: string, plural: string): ResourceType {
     const t = this.types.get(typeKeyOf({ group, plural }));
     if (!t)
@@ -617,6 +645,7 @@ export class FakeApiServer {
     meta.resourceVersion = String(this.nextRv());
     store.set(k, obj);
     this.record(type, { rv: this.rv, type: 'ADDED', object: clone(obj) });
+    if (type.kind === 'CustomResourceDefinition') this.serveCrd(obj);
     return clone(obj);
   }
 

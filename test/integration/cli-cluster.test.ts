@@ -2,13 +2,14 @@
 // against the stand-in API server: install, trace start/stop, status, profile get.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, setHeaderOptions } from '@kubernetes/client-node';
+import { waitFor } from '../helpers/kube.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { buildProfileSpec, profileObjectName } from '../../api/profile.js';
 
@@ -199,6 +200,42 @@ test('status and profile get show what the controller published', async () => {
   const merged = await run(['profile', 'merge', exported, other]);
   assert.equal(merged.code, 0, merged.stderr);
   assert.deepEqual(JSON.parse(merged.stdout).syscalls[0].names, ['close', 'read', 'write']);
+});
+
+test('status --watch prints the policy again when its status changes', async () => {
+  const child = spawn(
+    process.execPath,
+    [CLI, 'status', 'trace-app-web', '--watch', '--kubeconfig', kubeconfig],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  try {
+    await waitFor(() => /Phase:\s+Enforcing/.test(out), 'the first print');
+    await api
+      .kubeConfig()
+      .makeApiClient(CustomObjectsApi)
+      .patchNamespacedCustomObjectStatus(
+        {
+          group: 'pahlevan.io',
+          version: 'v1alpha1',
+          namespace: 'shop',
+          plural: 'pahlevanpolicies',
+          name: 'trace-app-web',
+          body: {
+            status: { phase: 'RolledBack', selfHealing: { lastAction: 'Rollback', reason: '12 violations' } },
+          },
+        },
+        setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+      );
+    await waitFor(() => /Phase:\s+RolledBack/.test(out), 'the watch to print the new phase');
+    assert.match(out, /Self-heal:\s+Rollback/);
+  } finally {
+    child.kill();
+  }
 });
 
 test('an unreachable API server and a missing kubeconfig are explained', async () => {

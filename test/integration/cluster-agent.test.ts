@@ -224,3 +224,41 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('a new container cgroup is picked up at once, not at the next periodic rescan', async () => {
+  const api = await FakeApiServer.start();
+  const tmp = mkdtempSync(join(tmpdir(), 'pvt-agent-'));
+  const cgroupRoot = join(tmp, 'cgroup');
+  mkdirSync(cgroupRoot);
+  const kc = api.kubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const learner = new ScriptedLearner();
+  const agent = new ClusterAgent({
+    node: 'n1',
+    kubeConfig: kc,
+    kubeletRoot: join(tmp, 'kubelet'),
+    stateDir: join(tmp, 'state'),
+    learner,
+    scanner: new CgroupScanner(cgroupRoot),
+    rescanIntervalMs: 600_000,
+  });
+  try {
+    await agent.start();
+    // The kubelet reports the container first; its cgroup appears afterwards (the pod event's rescan finds
+    // nothing, and the periodic one is ten minutes away).
+    const id = randomBytes(32).toString('hex');
+    await core.createNamespacedPod({
+      namespace: 'default',
+      body: { metadata: { name: 'p' }, spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'x' }] } },
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const dir = join(cgroupRoot, 'kubepods', 'podx', id);
+    mkdirSync(dir, { recursive: true });
+    const cgroupId = statSync(dir, { bigint: true }).ino;
+    await waitFor(() => learner.watched.has(cgroupId), 'the learner watches the new cgroup', 5_000);
+  } finally {
+    await agent.stop();
+    await api.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

@@ -178,6 +178,17 @@ test('learn -> publish -> acked by both nodes -> usable -> violations over the t
     assert.deepEqual(profile.spec.seccomp.syscalls[0]!.names, ['accept4', 'openat', 'read', 'write']);
     assert.deepEqual(profile.spec.coverage!.read, { nodes: 2, pods: 2 });
     assert.equal(policy.status!.learning!.nodesReporting, 2);
+    assert.equal(
+      published[0]!.withinRuntimeDefault,
+      true,
+      'read/write/openat/accept4 are all in the runtime default',
+    );
+    assert.equal(published[0]!.image, 'registry.example/web:1');
+    assert.deepEqual(profile.spec.images, ['registry.example/web:1']);
+    const surface = policy.status!.attackSurface!;
+    assert.equal(surface[0]!.container, 'web');
+    assert.equal(surface[0]!.syscallsAllowed, 4);
+    assert.ok(surface[0]!.runtimeDefaultSyscalls > 4);
     assert.equal(policy.status!.conditions!.find((x) => x.type === 'Degraded')!.status, 'True');
 
     // Both agents install the file and acknowledge the hash.
@@ -288,4 +299,112 @@ test('a standby never acts: two replicas, one writer', async () => {
     .makeApiClient(CoordinationV1Api)
     .readNamespacedLease({ name: 'pahlevan-controller', namespace: 'pahlevan-system' });
   assert.equal(lease.spec!.holderIdentity, undefined);
+});
+
+test('Relax republishes with what was denied; image drift publishes a new version; superseded versions are deleted', async () => {
+  const c = controller('relaxer');
+  await c.start();
+  try {
+    await createPolicy('rlx', {
+      learning: { duration: '500ms', window: '200ms', stableWindows: 1, autoEnforce: true },
+      selfHealing: { threshold: 3, window: '5s', strategy: 'Relax', cooldown: '1m' },
+    });
+    const base = (extra: Partial<ObservationSpec> = {}, syscalls = ['read', 'write']) =>
+      observation('rlx', 'n1', syscalls, extra);
+    await report(base());
+    await report(observation('rlx', 'n2', ['read', 'write']));
+    await waitFor(async () => (await getPolicy('rlx')).status?.phase === 'Enforcing', 'Enforcing');
+    const first = (await getPolicy('rlx')).status!.profiles![0]!;
+    const ackBoth = async (hashes: string[], extra: Partial<ObservationSpec> = {}, syscalls?: string[]) => {
+      await report(base({ installed: hashes.map((hash) => ({ hash })), ...extra }, syscalls));
+      await report(
+        observation('rlx', 'n2', syscalls ?? ['read', 'write'], {
+          installed: hashes.map((hash) => ({ hash })),
+          ...extra,
+        }),
+      );
+    };
+    await ackBoth([first.hash]);
+    await waitFor(async () => (await getPolicy('rlx')).status!.profiles![0]!.usable, 'first version usable');
+
+    // Denials of ptrace cross the threshold: Relax publishes a version that allows it.
+    const denied = {
+      total: 4,
+      byLayer: { syscalls: 4 },
+      denied: [{ container: 'web', layer: 'syscalls' as const, what: 'ptrace', count: 4 }],
+    };
+    await ackBoth([first.hash], { violations: denied });
+    await waitFor(async () => (await getPolicy('rlx')).status!.selfHealing?.lastAction === 'Relax', 'Relax');
+    const relaxed = (await getPolicy('rlx')).status!.profiles!.at(-1)!;
+    assert.notEqual(relaxed.hash, first.hash);
+    assert.equal((await getPolicy('rlx')).status!.phase, 'Enforcing');
+    const relaxedObject = (await profilesOf('rlx')).find((p) => p.spec.hash === relaxed.hash)!;
+    assert.deepEqual(relaxedObject.spec.seccomp.syscalls[0]!.names, ['ptrace', 'read', 'write']);
+
+    // Once both nodes have the relaxed version, the first one is superseded and deleted.
+    await ackBoth([first.hash, relaxed.hash], { violations: denied });
+    await waitFor(async () => (await profilesOf('rlx')).length === 1, 'the superseded version deleted');
+    assert.deepEqual(
+      (await getPolicy('rlx')).status!.profiles!.map((p) => [p.hash, p.usable]),
+      [[relaxed.hash, true]],
+    );
+
+    // A new image: the profile is stale, a new version (learned from both images, keeping the relaxation) follows.
+    await report(
+      base({
+        installed: [{ hash: relaxed.hash }],
+        violations: denied,
+        containers: [
+          { ...base().containers[0]!, images: ['registry.example/web:1', 'registry.example/web:2'] },
+        ],
+      }),
+    );
+    await waitFor(
+      async () => (await eventsOf('rlx')).some((e) => e.reason === 'ImageDrift'),
+      'an ImageDrift Event',
+    );
+    await waitFor(
+      async () => (await getPolicy('rlx')).status!.profiles!.length === 2,
+      'a new version after drift',
+    );
+    const [old, next] = (await getPolicy('rlx')).status!.profiles!;
+    assert.equal(old!.stale, true);
+    assert.equal(old!.usable, true, 'the previous version stays attached until the new one is installed');
+    assert.equal(next!.image, 'registry.example/web:2');
+    const nextObject = (await profilesOf('rlx')).find((p) => p.spec.hash === next!.hash)!;
+    assert.deepEqual(nextObject.spec.images, ['registry.example/web:1', 'registry.example/web:2']);
+    assert.ok(
+      nextObject.spec.seccomp.syscalls[0]!.names.includes('ptrace'),
+      'the relaxation is carried over',
+    );
+  } finally {
+    await c.stop();
+  }
+});
+
+test('an API server outage: informers and the Lease recover, reconciling resumes', async () => {
+  const c = controller('survivor');
+  await c.start();
+  try {
+    await waitFor(() => c.isLeader, 'leading');
+    await createPolicy('outage', { learning: { duration: '1h', window: '1m', stableWindows: 3 } });
+    await report(observation('outage', 'n1', ['read']));
+    await waitFor(
+      async () => (await getPolicy('outage')).status?.learning?.syscalls === 1,
+      'first reconcile',
+    );
+    api.setAvailable(false);
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the renew deadline
+    assert.equal(c.isLeader, false, 'it stepped down when it could not renew');
+    api.setAvailable(true);
+    await report(observation('outage', 'n1', ['read', 'write', 'close']));
+    await waitFor(() => c.isLeader, 'leading again');
+    await waitFor(
+      async () => (await getPolicy('outage')).status?.learning?.syscalls === 3,
+      'reconciling resumed',
+      20_000,
+    );
+  } finally {
+    await c.stop();
+  }
 });

@@ -342,6 +342,20 @@ test('field and label selectors', async () => {
   assert.deepEqual(await names('app notin (web)'), ['p3']);
   assert.deepEqual(await names('tier'), ['p1', 'p2']);
   assert.deepEqual(await names('!tier'), ['p3']);
+  // Pagination: limit + continue walk the whole list.
+  const page1 = await core.listNamespacedPod({ namespace: 'sel', limit: 2 });
+  assert.equal(page1.items.length, 2);
+  assert.ok(page1.metadata!._continue);
+  const page2 = await core.listNamespacedPod({
+    namespace: 'sel',
+    limit: 2,
+    _continue: page1.metadata!._continue,
+  });
+  assert.deepEqual(
+    [...page1.items, ...page2.items].map((p) => p.metadata!.name),
+    ['p1', 'p2', 'p3'],
+  );
+  assert.equal(page2.metadata!._continue, undefined);
   const all = (await core.listPodForAllNamespaces({ fieldSelector: 'spec.nodeName=node-b' })).items;
   assert.deepEqual(
     all.map((p) => p.metadata!.name),
@@ -517,4 +531,62 @@ test('while unavailable every request is 503; it recovers', async () => {
     api.setAvailable(true);
   }
   assert.ok((await core.listNamespace()).items.length > 0);
+});
+
+test('a created CustomResourceDefinition is served, cluster-scoped custom resources included', async () => {
+  const { ApiextensionsV1Api } = await import('@kubernetes/client-node');
+  await kc.makeApiClient(ApiextensionsV1Api).createCustomResourceDefinition({
+    body: {
+      metadata: { name: 'widgets.example.com' },
+      spec: {
+        group: 'example.com',
+        scope: 'Cluster',
+        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } },
+          },
+        ],
+      },
+    },
+  });
+  const created = (await custom.createClusterCustomObject({
+    group: 'example.com',
+    version: 'v1',
+    plural: 'widgets',
+    body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 1 } },
+  })) as Obj & { metadata: { namespace?: string } };
+  assert.equal(created.metadata.namespace, undefined);
+  const updated = (await custom.patchClusterCustomObject(
+    { group: 'example.com', version: 'v1', plural: 'widgets', name: 'w1', body: { spec: { size: 2 } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  )) as Obj;
+  assert.equal(
+    updated.metadata.generation,
+    2,
+    'without a status subresource every non-metadata change counts',
+  );
+  const err = await apiErrorOf(
+    custom.getClusterCustomObjectStatus({
+      group: 'example.com',
+      version: 'v1',
+      plural: 'widgets',
+      name: 'w1',
+    }),
+  );
+  assert.equal(err.code, 404, 'no status subresource declared');
+  const list = (await custom.listClusterCustomObject({
+    group: 'example.com',
+    version: 'v1',
+    plural: 'widgets',
+  })) as {
+    items: Obj[];
+  };
+  assert.deepEqual(
+    list.items.map((i) => i.metadata.name),
+    ['w1'],
+  );
 });

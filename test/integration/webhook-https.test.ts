@@ -304,3 +304,29 @@ test('a mismatched cert/key pair is not served; readiness is false while the ser
     await policies.stop();
   }
 });
+
+test('self-managed certificates: the server creates them in an empty directory and serves them', async () => {
+  const certDir = join(dir, 'self-managed');
+  const policies = new StateFilePolicySource(statePath, quiet, 50);
+  await policies.start();
+  const own = await startWebhookServer({
+    port: 0,
+    host: '127.0.0.1',
+    certDir,
+    policies,
+    processMetrics: false,
+    selfManagedCerts: { dnsNames: ['127.0.0.1'], checkMs: 100 },
+  });
+  try {
+    const r = await httpsRequest(undefined, `${own.url}/readyz`, {
+      ca: readFileSync(join(certDir, 'ca.crt'), 'utf8'),
+    });
+    assert.equal(r.status, 200);
+    const serial = own.servedCert().serialNumber;
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(own.servedCert().serialNumber, serial, 'periodic checks leave valid certificates alone');
+  } finally {
+    await own.close();
+    await policies.stop();
+  }
+});

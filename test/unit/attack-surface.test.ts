@@ -219,3 +219,36 @@ test('behaviour.json as pahlevan record writes it (agent/recorder.ts Behaviour)'
   assert.deepEqual(r.executables, ['/usr/bin/python3.11']);
   assert.equal(r.syscallsAllowed, 4);
 });
+
+test('a published profile’s content (the controller’s view) gives the status attack surface', async () => {
+  const { surfaceOfContent } = await import('../../api/attack-surface-data.js');
+  const { formatSurfaceStatusLines } = await import('../../api/attack-surface.js');
+  const content = {
+    seccomp: ociProfile(['read', 'write', 'accept4', 'keyctl']),
+    execs: ['/app/server'],
+    files: [
+      { path: '/data/*', write: true },
+      { path: '/etc/app.conf', write: false },
+    ],
+    ports: [
+      { direction: 'listen' as const, protocol: 'TCP' as const, port: 8080 },
+      { direction: 'egress' as const, protocol: 'TCP' as const, port: 5432 },
+      { direction: 'egress' as const, protocol: 'TCP' as const, port: 443, cidr: '10.0.0.0/8' },
+    ],
+  };
+  const spec = parsePolicy({
+    apiVersion: 'pahlevan.io/v1alpha1',
+    kind: 'PahlevanPolicy',
+    metadata: { name: 'p' },
+    spec: { selector: {} },
+  });
+  assert.ok(spec.ok);
+  const r = toStatus(surfaceOfContent('api', content, spec.policy.spec));
+  assert.deepEqual(r.listeningPorts, ['8080/tcp']);
+  // allowDNS defaults to true: DNS is reachable too.
+  assert.deepEqual(r.egressPorts, ['53/tcp', '53/udp', '443/tcp to 10.0.0.0/8', '5432/tcp']);
+  assert.deepEqual(r.dangerousAllowed, ['keyctl']);
+  assert.deepEqual(r.writablePaths, ['/data/*']);
+  const [line] = formatSurfaceStatusLines([r]);
+  assert.match(line!, /api: risk [0-9.]+\/100; 4 of 313 syscalls \(dangerous: keyctl\); listens 8080\/tcp/);
+});

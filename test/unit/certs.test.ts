@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import {
+  contentsFromFiles,
+  contentsToFiles,
+  rotateCerts,
   ensureCerts,
   readCertDir,
   splitPemBundle,
@@ -114,4 +117,21 @@ test('an unreadable CA bundle is an error, never silently replaced', () => {
     writeFileSync(join(dir, 'ca.crt'), broken);
     assert.throws(() => ensureCerts(dir, ['a.svc']), /ca\.crt certificate #1 cannot be parsed/);
   });
+});
+
+test('rotation works on Secret data in memory (for a controller that owns the webhook Secret)', () => {
+  const t0 = new Date('2026-01-01T00:00:00Z');
+  const created = rotateCerts(contentsFromFiles({}), ['svc.ns.svc'], t0);
+  assert.equal(created.changed, true);
+  const data = contentsToFiles(created.contents);
+  assert.deepEqual(Object.keys(data).sort(), ['ca.crt', 'ca.key', 'tls.crt', 'tls.key']);
+  const same = rotateCerts(contentsFromFiles(data), ['svc.ns.svc'], new Date(t0.getTime() + DAY));
+  assert.equal(same.changed, false);
+  const renewed = rotateCerts(contentsFromFiles(data), ['svc.ns.svc'], new Date(t0.getTime() + 310 * DAY), {
+    ...DEFAULT_ROTATION,
+  });
+  assert.equal(renewed.plan.newCa, true);
+  const renewedData = contentsToFiles(renewed.contents);
+  assert.equal(renewedData['ca.crt']!.match(/BEGIN CERTIFICATE/g)?.length, 2, 'caBundle keeps the old CA');
+  assert.equal(renewedData['ca-previous.key'], data['ca.key'], 'the old CA key stays for the overlap');
 });

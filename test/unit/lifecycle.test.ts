@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { PolicySpec, type PolicyStatus } from '../../api/policy.js';
 import {
+  endLearningRequested,
   reconcilePolicy,
   type DesiredProfile,
   type LifecycleInput,
@@ -203,7 +205,8 @@ test('image drift marks the profile stale, restarts stability, republishes cover
   w.ack('n1', HASH_A);
   w.ack('n2', HASH_A);
   w.step(1000);
-  w.containers = [desired('web', HASH_A, ['img:1', 'img:2'])];
+  // The agents report a second image; the merged content (whose hash covers the images) changes.
+  w.containers = [desired('web', HASH_B, ['img:1', 'img:2'])];
   w.step(1000);
   assert.equal(w.status!.profiles![0]!.stale, true);
   assert.equal(w.cond('Drifted').status, 'True');
@@ -212,8 +215,21 @@ test('image drift marks the profile stale, restarts stability, republishes cover
   w.step(MIN);
   assert.equal(w.status!.profiles![0]!.stale, true, 'not before stableWindows');
   w.step(MIN);
-  assert.equal(w.status!.profiles![0]!.stale, false);
-  assert.equal(w.status!.profiles![0]!.image, 'img:1,img:2');
+  assert.deepEqual(w.last.publish, ['web']);
+  const [old, next] = w.status!.profiles!;
+  assert.deepEqual(
+    [old!.hash, old!.stale, old!.usable],
+    [HASH_A, true, true],
+    'old version attached until acked',
+  );
+  assert.deepEqual([next!.hash, next!.image, next!.usable], [HASH_B, 'img:2', false]);
+  w.ack('n1', HASH_B);
+  w.ack('n2', HASH_B);
+  w.step(1000);
+  assert.deepEqual(
+    w.status!.profiles!.map((p) => [p.hash, p.stale, p.usable]),
+    [[HASH_B, false, true]],
+  );
   assert.equal(w.cond('Drifted').status, 'False');
   assert.equal(w.events.filter((e) => e === 'ImageDrift').length, 1);
 });
@@ -232,6 +248,7 @@ function enforcing(strategy: string) {
   w.ack('n2', HASH_A);
   w.step(1000);
   assert.equal(w.status!.phase, 'Enforcing');
+  w.step(MIN); // violations count once a full self-healing window was enforced
   return w;
 }
 
@@ -293,4 +310,56 @@ test('conditions follow conventions: lastTransitionTime moves only when status f
     assert.match(c.reason, /^[A-Z][A-Za-z]*$/, 'reasons are CamelCase');
     assert.equal(c.observedGeneration, 1);
   }
+});
+
+test('the end-learning stamp ends only the learning run it was given in', () => {
+  assert.equal(endLearningRequested(undefined, '2026-01-01T00:00:00Z'), false);
+  assert.equal(endLearningRequested('2026-01-01T00:05:00Z', '2026-01-01T00:00:00Z'), true);
+  assert.equal(
+    endLearningRequested('2026-01-01T00:05:00Z', '2026-01-01T01:00:00Z'),
+    false,
+    'a later Relearn',
+  );
+  assert.equal(
+    endLearningRequested('yes', '2026-01-01T00:00:00Z'),
+    true,
+    'any other value ends learning now',
+  );
+});
+
+test('property: whatever the violations and timing, actions respect the cooldown and RolledBack is left only on a spec change', () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom('Rollback', 'Relax', 'Relearn'),
+      fc.array(
+        fc.record({
+          advanceMs: fc.integer({ min: 0, max: 3 * MIN }),
+          inWindow: fc.integer({ min: 0, max: 30 }),
+          bumpGeneration: fc.boolean(),
+          newBehaviour: fc.boolean(),
+        }),
+        { maxLength: 40 },
+      ),
+      (strategy, steps) => {
+        const w = enforcing(strategy);
+        let lastActionMs: number | undefined;
+        for (const s of steps) {
+          const phaseBefore = w.status!.phase;
+          if (s.bumpGeneration) w.generation++;
+          if (s.newBehaviour) w.totals.syscalls++;
+          w.inWindow = s.inWindow;
+          const r = w.step(s.advanceMs);
+          if (r.action) {
+            assert.ok(lastActionMs === undefined || w.nowMs - lastActionMs >= 5 * MIN, 'cooldown respected');
+            assert.ok(s.inWindow >= 10, 'only at the threshold');
+            assert.equal(phaseBefore, 'Enforcing', 'only while enforcing');
+            lastActionMs = w.nowMs;
+          }
+          if (phaseBefore === 'RolledBack' && w.status!.phase !== 'RolledBack')
+            assert.ok(s.bumpGeneration, 'left RolledBack only after a spec change');
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
 });

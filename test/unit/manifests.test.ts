@@ -49,11 +49,19 @@ test('the webhook Deployment: 2 replicas, PDB, HTTPS probes, restricted security
   assert.equal(pod.serviceAccountName, 'pahlevan-webhook');
   assert.equal(pod.securityContext.runAsNonRoot, true);
   assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
-  const c = pod.containers[0];
-  assert.equal(c.securityContext.allowPrivilegeEscalation, false);
-  assert.equal(c.securityContext.readOnlyRootFilesystem, true);
-  assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
-  assert.equal(c.securityContext.privileged, undefined);
+  const c = pod.containers.find((x: Obj) => x.name === 'webhook');
+  assert.deepEqual(
+    pod.containers.map((x: Obj) => x.args[0]),
+    ['webhook', 'controller'],
+  );
+  for (const container of pod.containers) {
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false, container.name);
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true, container.name);
+    assert.deepEqual(container.securityContext.capabilities.drop, ['ALL'], container.name);
+    assert.equal(container.securityContext.privileged, undefined, container.name);
+    for (const k of ['requests', 'limits'])
+      for (const r of ['cpu', 'memory']) assert.ok(container.resources[k][r], `${container.name} ${k}.${r}`);
+  }
   assert.equal(c.readinessProbe.httpGet.path, '/readyz');
   assert.equal(c.readinessProbe.httpGet.scheme, 'HTTPS');
   assert.equal(c.livenessProbe.httpGet.path, '/healthz');
@@ -157,4 +165,36 @@ test('the agent DaemonSet has the host access it needs: hostPID, bpffs, kubelet 
   );
   const env = pod.containers[0].env.map((e: Obj) => e.name);
   assert.ok(env.includes('NODE_NAME'));
+  // the flags are the agent command's own (cli/agent.ts)
+  const args: string[] = pod.containers[0].args;
+  assert.equal(args[0], 'agent');
+  for (const flag of ['--node=', '--pin-dir=', '--kubelet-root=', '--cgroup-root=', '--state-dir='])
+    assert.ok(
+      args.some((a) => a.startsWith(flag)),
+      `agent ${flag}`,
+    );
+});
+
+test('every container command line in the manifests uses flags its pahlevan subcommand defines', async () => {
+  const { Command } = await import('commander');
+  const program = new Command('pahlevan');
+  for (const module of ['agent', 'controller', 'webhook'])
+    ((await import(`../../cli/${module}.js`)) as { register(p: unknown): void }).register(program);
+  const workloads = objects.filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+  let checked = 0;
+  for (const w of workloads)
+    for (const c of w.spec.template.spec.containers as Obj[]) {
+      const [sub, ...flags] = c.args as string[];
+      const command = program.commands.find((x) => x.name() === sub);
+      assert.ok(command, `${c.name}: no subcommand ${sub}`);
+      const known = new Set(command.options.map((o) => o.long));
+      for (const flag of flags) {
+        assert.ok(
+          known.has(flag.split('=')[0]),
+          `${w.kind}/${w.metadata.name} ${c.name}: ${sub} has no ${flag}`,
+        );
+        checked++;
+      }
+    }
+  assert.ok(checked >= 6);
 });

@@ -159,6 +159,42 @@ test('behaviour hash changes with new behaviour, not with explicit policy additi
   assert.notEqual(a.behaviourHash, c.behaviourHash);
 });
 
+test('Relax understands the agent enforcer texts', () => {
+  const d = (layer: 'syscalls' | 'files' | 'execs' | 'network', what: string) => ({
+    container: 'web',
+    layer,
+    what,
+    count: 1,
+  });
+  assert.deepEqual(
+    allowancesFromDenied(
+      [
+        d('syscalls', 'ioprio_set (251) -> -1'),
+        d('execs', '/bin/nc (allowed: Monitor)'),
+        d('files', '/etc/shadow'),
+        d('network', 'tcp bind :8080'),
+        d('network', 'udp from 10.0.0.9 to port 53'),
+        d('network', 'tcp 93.184.216.34:443'),
+        d('network', 'tcp [fd00::1]:8443'),
+        d('network', 'garbage'),
+        { ...d('syscalls', 'ptrace'), container: 'other' },
+      ],
+      'web',
+    ),
+    {
+      syscalls: ['ioprio_set'],
+      execs: ['/bin/nc'],
+      files: [{ path: '/etc/shadow', write: true }],
+      ports: [
+        { direction: 'egress', protocol: 'TCP', port: 443, cidr: '93.184.216.34/32' },
+        { direction: 'egress', protocol: 'TCP', port: 8443, cidr: 'fd00::1/128' },
+        { direction: 'listen', protocol: 'UDP', port: 53 },
+        { direction: 'listen', protocol: 'TCP', port: 8080 },
+      ],
+    },
+  );
+});
+
 test('violations: denied behaviour summed over nodes and turned into allowances for Relax', () => {
   const o1 = obs('n1', []);
   o1.violations = {

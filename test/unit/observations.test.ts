@@ -101,6 +101,16 @@ test('behaviour accumulates per container name with counts of instances and pods
   assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
 });
 
+test('a gone container instance is forgotten by the dedup set; its counts stay', () => {
+  const store = new ObservationStore('node-a');
+  store.record(src('web-1', 'c1'), [{ kind: 'syscall', name: 'read' }]);
+  store.forgetInstance(policy, 'c1');
+  assert.deepEqual(store.spec('shop/web')!.containers[0]!.syscalls.read, { count: 1, pods: 1 });
+  // A new instance with the same ID would count again (IDs are never reused by runtimes; this shows the set is gone).
+  assert.ok(store.record(src('web-1', 'c1'), [{ kind: 'syscall', name: 'read' }]));
+  assert.deepEqual(store.spec('shop/web')!.containers[0]!.syscalls.read, { count: 2, pods: 1 });
+});
+
 test('the writer creates once, then writes only when something changed', async () => {
   const api = new MemoryApi();
   const store = new ObservationStore('node-a');

@@ -46,11 +46,15 @@ import {
 } from './merge.js';
 import {
   ANNOTATION_END_LEARNING,
+  endLearningRequested,
   reconcilePolicy,
   type DesiredProfile,
   type LifecycleEvent,
 } from './lifecycle.js';
 import { LeaderElector } from './leader.js';
+import type { ControllerMetrics } from './metrics.js';
+import { attackSurfaceOf, loadSurfaceReference } from '../../api/attack-surface-data.js';
+import { toStatus } from '../../api/attack-surface.js';
 import { parseDurationMs } from '../../api/policy.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -70,6 +74,8 @@ export interface ControllerOptions {
   /** Changes are batched for this long before a reconcile. */
   debounceMs?: number;
   logger?: Logger;
+  /** Metrics to update (the webhook process passes the registry it serves on /metrics). */
+  metrics?: ControllerMetrics;
   now?: () => number;
 }
 
@@ -79,6 +85,7 @@ type RawObservation = Obj & { spec?: ObservationSpec };
 
 interface ViolationSample {
   atMs: number;
+  phase: string | undefined;
   byNode: Map<string, { startedAt?: string; total: number }>;
 }
 
@@ -151,9 +158,13 @@ export class Controller {
       now: this.now,
       onStartedLeading: () => {
         this.log.info({ identity: this.identity }, 'became leader');
+        this.options.metrics?.leader.set(1);
         this.enqueueAll();
       },
-      onStoppedLeading: () => this.log.warn({ identity: this.identity }, 'stopped leading'),
+      onStoppedLeading: () => {
+        this.log.warn({ identity: this.identity }, 'stopped leading');
+        this.options.metrics?.leader.set(0);
+      },
       onError: (err) => this.log.warn({ err: String(err) }, 'leader election round failed'),
     });
   }
@@ -270,6 +281,7 @@ export class Controller {
     const raw = this.policies.get(name, namespace);
     if (!raw) {
       this.samples.delete(`${namespace}/${name}`);
+      await this.options.metrics?.forgetPolicy(namespace, name);
       return;
     }
     this.reconciles++;
@@ -327,29 +339,39 @@ export class Controller {
         const obj = profileObjects.get(p.profileName);
         if (obj) extras[p.container] = unionAllowances(extras[p.container] ?? {}, allowancesOf(obj.spec));
       }
+    const mergeStart = process.hrtime.bigint();
     const merged = mergeObservations(policy.spec, observations, extras);
+    this.options.metrics?.mergeDuration.observe(Number(process.hrtime.bigint() - mergeStart) / 1e9);
     const containers = merged.containers.filter((c) => {
       const ok = DNS_LABEL.test(c.container) && c.container.length <= 63;
       if (!ok) this.log.warn({ container: c.container }, 'container name is not a DNS label: not profiled');
       return ok;
     });
+    const runtimeDefault = this.runtimeDefault();
     const desired = (m: MergedPolicy): DesiredProfile[] =>
       m.containers
         .filter((c) => containers.some((k) => k.container === c.container))
-        .map((c) => ({
-          container: c.container,
-          hash: c.hash,
-          images: c.images,
-          syscalls: c.content.seccomp.syscalls.reduce((n, r) => n + r.names.length, 0),
-          profileName: profileObjectName(name, c.container, c.hash),
-          localhostProfile: localhostProfilePath(namespace, name, c.container, c.hash),
-        }));
+        .map((c) => {
+          const allowed = c.content.seccomp.syscalls.flatMap((r) =>
+            r.action === 'SCMP_ACT_ALLOW' ? r.names : [],
+          );
+          return {
+            container: c.container,
+            hash: c.hash,
+            images: c.images,
+            syscalls: allowed.length,
+            profileName: profileObjectName(name, c.container, c.hash),
+            localhostProfile: localhostProfilePath(namespace, name, c.container, c.hash),
+            ...(runtimeDefault ? { withinRuntimeDefault: allowed.every((s) => runtimeDefault.has(s)) } : {}),
+          };
+        });
 
     const inWindow = this.violationsInWindow(
       `${namespace}/${name}`,
       merged,
       nowMs,
       parseDurationMs(policy.spec.selfHealing.window),
+      status?.phase,
     );
     let relaxedMerged: MergedPolicy | undefined;
     if (policy.spec.selfHealing.strategy === 'Relax' && inWindow >= policy.spec.selfHealing.threshold) {
@@ -379,7 +401,10 @@ export class Controller {
       generation: policy.metadata.generation ?? 1,
       spec: policy.spec,
       status,
-      endLearningRequested: policy.metadata.annotations?.[ANNOTATION_END_LEARNING] !== undefined,
+      endLearningRequested: endLearningRequested(
+        policy.metadata.annotations?.[ANNOTATION_END_LEARNING],
+        status?.learning?.startedAt,
+      ),
       merged: {
         containers: desired(merged),
         podsObserved: merged.podsObserved,
@@ -388,6 +413,12 @@ export class Controller {
       },
       ...(relaxedMerged ? { relaxed: desired(relaxedMerged) } : {}),
       readyNodes,
+      coveredImages: new Map(
+        [...profileObjects].map(([objectName, p]) => [
+          objectName,
+          p.spec.images ?? (p.spec.image ? [p.spec.image] : []),
+        ]),
+      ),
       installedByNode: new Map(merged.nodes.map((n) => [n.node, n.installed])),
       nodeLayers: merged.nodes.map((n) => ({ node: n.node, active: n.active, missing: n.missing })),
       violations: { inWindow, total, byLayer, denied: merged.denied },
@@ -397,21 +428,137 @@ export class Controller {
     const source = result.action === 'Relax' && relaxedMerged ? relaxedMerged : merged;
     for (const container of result.publish) {
       const c = source.containers.find((x) => x.container === container)!;
+      if (!result.status.profiles?.some((p) => p.hash === c.hash)) continue;
       await this.publishProfile(raw, namespace, name, c);
     }
-    if (await this.writeStatus(raw, result.status, result.events))
-      await this.deleteUnreferencedProfiles(namespace, name, result.status, profileObjects);
+    result.status.attackSurface = this.attackSurface(policy.spec, source, result.status);
+    const written = await this.writeStatus(raw, result.status, result.events);
+    if (written) await this.deleteUnreferencedProfiles(namespace, name, result.status, profileObjects);
+    this.updateMetrics(
+      namespace,
+      name,
+      raw.status,
+      result.status,
+      result.publish.length,
+      result.action,
+      written,
+    );
+  }
+
+  private runtimeDefaultSet: ReadonlySet<string> | null | undefined;
+  /** The runtime default's syscalls (api/reference/), or null when the reference data cannot be read. */
+  private runtimeDefault(): ReadonlySet<string> | null {
+    if (this.runtimeDefaultSet === undefined) {
+      try {
+        this.runtimeDefaultSet = loadSurfaceReference().runtimeDefault;
+      } catch (err) {
+        this.log.warn(
+          { err: String(err) },
+          'runtime default reference unavailable: withinRuntimeDefault not set',
+        );
+        this.runtimeDefaultSet = null;
+      }
+    }
+    return this.runtimeDefaultSet;
+  }
+
+  /** The attack surface of each container's current profile content (what is or will be enforced). */
+  private attackSurface(
+    spec: PahlevanPolicy['spec'],
+    merged: MergedPolicy,
+    status: PolicyStatus,
+  ): PolicyStatus['attackSurface'] {
+    if (!this.runtimeDefault()) return undefined;
+    const out = [];
+    for (const c of merged.containers) {
+      if (!status.profiles?.some((p) => p.container === c.container)) continue;
+      const report = attackSurfaceOf(
+        c.container,
+        c.content.seccomp,
+        {
+          execs: c.content.execs,
+          files: c.content.files,
+          listening: c.content.ports
+            .filter((p) => p.direction === 'listen')
+            .map((p) => ({
+              protocol: p.protocol === 'TCP' ? ('tcp' as const) : ('udp' as const),
+              port: p.port,
+            })),
+          egress: c.content.ports
+            .filter((p) => p.direction === 'egress' && !p.endPort)
+            .map((p) => ({
+              protocol: p.protocol === 'TCP' ? ('tcp' as const) : ('udp' as const),
+              port: p.port,
+            })),
+        },
+        spec,
+      );
+      out.push(toStatus(report));
+    }
+    return out.length > 0 ? out : undefined;
+  }
+
+  private updateMetrics(
+    namespace: string,
+    name: string,
+    before: PolicyStatus | undefined,
+    after: PolicyStatus,
+    published: number,
+    action: string | undefined,
+    written: boolean,
+  ): void {
+    const m = this.options.metrics;
+    if (!m) return;
+    m.merges.inc({
+      result:
+        canonicalJson(after.learning ?? {}) === canonicalJson(before?.learning ?? {})
+          ? 'unchanged'
+          : 'changed',
+    });
+    if (!written) return;
+    if (after.phase) m.setPhase(namespace, name, after.phase);
+    if (published > 0) m.publications.inc({ namespace, policy: name }, published);
+    if (action) m.selfHealingActions.inc({ namespace, policy: name, strategy: action });
+    const l = after.learning;
+    if (l) {
+      for (const [kind, value] of [
+        ['syscall', l.syscalls],
+        ['exec', l.execs],
+        ['file', l.files],
+        ['port', l.ports],
+      ] as const)
+        m.learnedBehaviours.set({ namespace, policy: name, kind }, value ?? 0);
+      m.stableWindows.set({ namespace, policy: name }, l.stableWindows ?? 0);
+    }
+    const acksBefore = (before?.profiles ?? []).reduce((n, p) => n + p.nodesInstalled, 0);
+    const acksAfter = (after.profiles ?? []).reduce((n, p) => n + p.nodesInstalled, 0);
+    if (acksAfter > acksBefore) m.nodeAcks.inc({ namespace, policy: name }, acksAfter - acksBefore);
+    for (const p of after.profiles ?? []) {
+      m.profileNodesInstalled.set({ namespace, policy: name, container: p.container }, p.nodesInstalled);
+      m.profileNodesReady.set({ namespace, policy: name, container: p.container }, p.nodesReady);
+    }
+    for (const s of after.attackSurface ?? []) m.setAttackSurface(namespace, name, s);
   }
 
   /** Sum over nodes of the violations counted during the last window (an agent restart resets its counter). */
-  private violationsInWindow(key: string, merged: MergedPolicy, nowMs: number, windowMs: number): number {
+  private violationsInWindow(
+    key: string,
+    merged: MergedPolicy,
+    nowMs: number,
+    windowMs: number,
+    phase: string | undefined,
+  ): number {
     const sample: ViolationSample = {
       atMs: nowMs,
+      phase,
       byNode: new Map(
         merged.nodes.map((n) => [n.node, { startedAt: n.agentStartedAt, total: n.violationsTotal }]),
       ),
     };
-    const samples = (this.samples.get(key) ?? []).filter((s) => nowMs - s.atMs <= windowMs);
+    // Counted within one phase only: violations from before a promotion or a resume do not count.
+    const samples = (this.samples.get(key) ?? []).filter(
+      (s) => nowMs - s.atMs <= windowMs && s.phase === phase,
+    );
     const base = samples[0];
     samples.push(sample);
     this.samples.set(key, samples);
@@ -432,7 +579,6 @@ export class Controller {
     c: MergedPolicy['containers'][number],
   ): Promise<void> {
     const spec = buildProfileSpec(namespace, name, c.container, c.content, {
-      image: c.images.join(','),
       learnedFrom: { nodes: c.nodes, pods: c.pods },
       coverage: syscallCoverage(c),
     });

@@ -16,6 +16,17 @@ import type { DeniedBehaviour } from '../../api/observation.js';
 /** Annotation on a policy that ends learning now (`pahlevan trace stop`): any value, conventionally a time. */
 export const ANNOTATION_END_LEARNING = 'pahlevan.io/end-learning';
 
+/**
+ * `pahlevan trace stop` stamps the end-learning annotation with a time; it ends the learning run that was going
+ * on then, not a later one (a Relearn starts a new run, the old stamp must not end it at once).
+ */
+export function endLearningRequested(annotation: string | undefined, startedAt: string | undefined): boolean {
+  if (annotation === undefined) return false;
+  const requestedMs = Date.parse(annotation);
+  if (Number.isNaN(requestedMs) || startedAt === undefined) return true;
+  return requestedMs >= Date.parse(startedAt);
+}
+
 export interface DesiredProfile {
   container: string;
   /** Content hash of what would be published now. */
@@ -24,6 +35,8 @@ export interface DesiredProfile {
   syscalls: number;
   profileName: string;
   localhostProfile: string;
+  /** Every allowed syscall is also allowed by the runtime default (the webhook may then replace RuntimeDefault). */
+  withinRuntimeDefault?: boolean;
 }
 
 export interface LifecycleInput {
@@ -40,6 +53,8 @@ export interface LifecycleInput {
   };
   /** The desired profiles with what was denied added: published instead when the Relax strategy fires. */
   relaxed?: DesiredProfile[];
+  /** Per published profile object: the images it was learned from (PahlevanProfile spec.images). */
+  coveredImages?: Map<string, string[]>;
   /** Names of the nodes that are Ready now. */
   readyNodes: string[];
   /** Per node: profile hashes its agent installed (acks). */
@@ -115,14 +130,19 @@ export function reconcilePolicy(input: LifecycleInput): LifecycleResult {
   const desiredByName = new Map(merged.containers.map((c) => [c.container, c]));
   for (const p of profiles) {
     const d = desiredByName.get(p.container);
-    if (!d || !p.image) continue;
-    const covered = new Set(p.image.split(','));
+    if (!d) continue;
+    if (p.hash === d.hash) {
+      p.stale = false; // the hash covers the images: this version was learned from what runs now
+      continue;
+    }
+    const covered = new Set(input.coveredImages?.get(p.profileName) ?? (p.image ? [p.image] : []));
+    if (covered.size === 0) continue;
     const stale = d.images.some((i) => !covered.has(i));
     if (stale && !p.stale) {
       events.push({
         type: 'Warning',
         reason: 'ImageDrift',
-        message: `container ${p.container} runs ${d.images.filter((i) => !covered.has(i)).join(', ')}, profile ${p.profileName} was learned from ${p.image}: re-learning it; new pods run under the previous profile in Monitor mode`,
+        message: `container ${p.container} runs ${d.images.filter((i) => !covered.has(i)).join(', ')}, profile ${p.profileName} was learned from ${[...covered].join(', ')}: re-learning it; new pods run under the previous profile in Monitor mode`,
       });
       lastNewMs = nowMs; // the new image's behaviour must settle before a new version is published
     }
@@ -171,8 +191,11 @@ export function reconcilePolicy(input: LifecycleInput): LifecycleResult {
   const sh = spec.selfHealing;
   const cooldownMs = parseDurationMs(sh.cooldown);
   const lastActionMs = selfHealing.lastActionAt ? Date.parse(selfHealing.lastActionAt) : undefined;
+  // Never in the reconcile that promotes or resumes: the violations must have been counted while enforcing
+  // (the controller restarts its count when the phase changes).
   if (
     sh.enabled &&
+    prev.phase === 'Enforcing' &&
     phase === 'Enforcing' &&
     input.violations.inWindow >= sh.threshold &&
     (lastActionMs === undefined || nowMs - lastActionMs >= cooldownMs)
@@ -208,24 +231,25 @@ export function reconcilePolicy(input: LifecycleInput): LifecycleResult {
   const installedOn = (hash: string) => ready.filter((n) => input.installedByNode.get(n)?.has(hash)).length;
   for (const name of [...publish].sort()) {
     const d = desiredByName.get(name)!;
-    const existing = profiles.find((p) => p.container === name && p.hash === d.hash);
-    if (existing) {
-      // Same content (for example the new image behaves like the old one): only the image coverage changes.
-      existing.image = d.images.join(',');
-      existing.stale = false;
-      continue;
-    }
+    const previous = profiles.filter((p) => p.container === name);
+    if (previous.some((p) => p.hash === d.hash)) continue; // already published (the hash covers the images)
+    // The image the webhook matches pods against: the one new to this container, else the last one.
+    const known = new Set(
+      previous.flatMap((p) => input.coveredImages?.get(p.profileName) ?? (p.image ? [p.image] : [])),
+    );
+    const image = d.images.filter((i) => !known.has(i)).at(-1) ?? d.images.at(-1);
     profiles.push({
       container: name,
       hash: d.hash,
       localhostProfile: d.localhostProfile,
       profileName: d.profileName,
-      image: d.images.join(','),
+      ...(image !== undefined ? { image } : {}),
       syscalls: d.syscalls,
       nodesInstalled: 0,
       nodesReady: ready.length,
       usable: false,
       stale: false,
+      ...(d.withinRuntimeDefault !== undefined ? { withinRuntimeDefault: d.withinRuntimeDefault } : {}),
     });
     events.push({
       type: 'Normal',

@@ -174,7 +174,8 @@ export function mergeObservations(
       }
       const sys = a.syscalls;
       const seen = c.syscalls;
-      for (const name of Object.keys(seen)) {
+      // for-in, not Object.keys: on objects from JSON.parse it walks V8's enum cache without an array.
+      for (const name in seen) {
         const s = seen[name]!;
         let e = sys.get(name);
         if (!e) sys.set(name, (e = { nodes: 0, pods: 0, count: 0 }));
@@ -182,11 +183,11 @@ export function mergeObservations(
         e.pods += s.pods;
         e.count += s.count;
       }
-      for (const path of Object.keys(c.execs)) {
+      for (const path in c.execs) {
         const s = c.execs[path]!;
         bump(a.execs, path, s.pods, s.count, () => ({ nodes: 0, pods: 0, count: 0 }));
       }
-      for (const path of Object.keys(c.files)) {
+      for (const path in c.files) {
         const s = c.files[path]!;
         const e = bump(a.files, path, s.pods, s.count, () => ({ nodes: 0, pods: 0, count: 0, write: false }));
         if (s.write) e.write = true;
@@ -316,6 +317,7 @@ function finish(
     execs,
     files: fileRules,
     ports: [...ports.entries()].sort(byKey).map(([, p]) => p),
+    images: [...a.images].sort(),
   };
   return {
     container: a.container,
@@ -347,25 +349,46 @@ export function syscallCoverage(c: MergedContainer): Record<string, { nodes: num
   return out;
 }
 
-/** What the Relax strategy adds: denied behaviour of one container turned into allowances. */
+/**
+ * What the Relax strategy adds: denied behaviour of one container turned into allowances. Accepts the
+ * documented `what` forms (syscall name, path, `<listen|egress>/<TCP|UDP>/<port>`) and the agent's enforcer
+ * texts (`ptrace (101) -> -1`, `tcp bind :8080`, `tcp from 10.0.0.1 to port 80`, `tcp 1.2.3.4:443`,
+ * `udp [fd00::1]:53`), with or without a trailing ` (allowed: Monitor)`.
+ */
 export function allowancesFromDenied(denied: DeniedBehaviour[], container: string): ExtraAllowances {
   const out: Required<ExtraAllowances> = { syscalls: [], execs: [], files: [], ports: [] };
+  const proto = (p: string) => (p.toUpperCase() === 'UDP' ? ('UDP' as const) : ('TCP' as const));
   for (const d of denied) {
     if (d.container !== container) continue;
-    if (d.layer === 'syscalls' && /^[a-z_][a-z0-9_]*$/.test(d.what)) out.syscalls.push(d.what);
-    else if (d.layer === 'execs' && d.what.startsWith('/')) out.execs.push(d.what);
-    else if (d.layer === 'files' && d.what.startsWith('/')) out.files.push({ path: d.what, write: true });
+    const what = d.what.replace(/ \(allowed: \w+\)$/, '').trim();
+    let m: RegExpMatchArray | null;
+    if (d.layer === 'syscalls') {
+      m = what.match(/^([a-z_][a-z0-9_]*)\b/);
+      if (m) out.syscalls.push(m[1]!);
+    } else if (d.layer === 'execs' && what.startsWith('/')) out.execs.push(what);
+    else if (d.layer === 'files' && what.startsWith('/')) out.files.push({ path: what, write: true });
     else if (d.layer === 'network') {
-      const m = d.what.match(/^(listen|egress)\/(TCP|UDP)\/(\d+)$/);
-      if (m)
+      if ((m = what.match(/^(listen|egress)\/(TCP|UDP)\/(\d+)$/)))
         out.ports.push({
           direction: m[1] as 'listen' | 'egress',
-          protocol: m[2] as 'TCP' | 'UDP',
+          protocol: proto(m[2]!),
           port: Number(m[3]),
+        });
+      else if (
+        (m = what.match(/^(tcp|udp) bind :(\d+)$/)) ||
+        (m = what.match(/^(tcp|udp) from \S+ to port (\d+)$/))
+      )
+        out.ports.push({ direction: 'listen', protocol: proto(m[1]!), port: Number(m[2]) });
+      else if ((m = what.match(/^(tcp|udp) \[?([0-9a-fA-F:.]+?)\]?:(\d+)$/)))
+        out.ports.push({
+          direction: 'egress',
+          protocol: proto(m[1]!),
+          port: Number(m[3]),
+          cidr: m[2]!.includes(':') ? `${m[2]}/128` : `${m[2]}/32`,
         });
     }
   }
-  return out;
+  return unionAllowances(out, {}) as Required<ExtraAllowances>;
 }
 
 /** Union of two allowance sets (sorted, deduplicated). */

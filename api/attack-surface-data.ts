@@ -10,6 +10,7 @@ import {
   type SurfaceBehaviour,
   type SurfaceInput,
 } from './attack-surface.js';
+import { learningProfile, type RuntimeDefaultReference } from './names.js';
 import type { PortRule } from './policy.js';
 import type { ProfileContent } from './profile.js';
 
@@ -24,6 +25,23 @@ export interface SurfaceReference {
 }
 
 let cached: SurfaceReference | undefined;
+let cachedDefault: RuntimeDefaultReference | undefined;
+
+/** The runtime default profile as shipped (Docker's superset format). */
+export function runtimeDefaultReference(): RuntimeDefaultReference {
+  cachedDefault ??= JSON.parse(
+    readFileSync(REFERENCE_DIR + 'containers-common-default-seccomp.json', 'utf8'),
+  ) as RuntimeDefaultReference;
+  return cachedDefault;
+}
+
+/** The learning profile file's content (api/names.ts learningProfile over the reference data). */
+export function learningProfileContent(): string {
+  const ref = loadSurfaceReference();
+  return (
+    JSON.stringify(learningProfile(runtimeDefaultReference(), ref.archSyscalls, ref.arch), null, 2) + '\n'
+  );
+}
 
 /** The runtime default (containers-common, no extra capabilities) and the x86_64 syscall table. */
 export function loadSurfaceReference(): SurfaceReference {
@@ -33,9 +51,7 @@ export function loadSurfaceReference(): SurfaceReference {
     syscalls: Record<string, number>;
   };
   const archSyscalls = new Set(Object.keys(table.syscalls));
-  const defaultProfile = JSON.parse(
-    readFileSync(REFERENCE_DIR + 'containers-common-default-seccomp.json', 'utf8'),
-  ) as DockerSeccompProfile;
+  const defaultProfile = runtimeDefaultReference() as DockerSeccompProfile;
   cached = {
     arch: table.arch,
     archSyscalls,

@@ -7,6 +7,7 @@ import {
   ANNOTATION_IMAGES,
   LABEL_POLICY,
   LABEL_PROFILE_HASH,
+  LEARNING_PROFILE_PATH,
   SECCOMP_SUBDIR,
   sha256Hex,
 } from '../api/names.js';
@@ -142,6 +143,40 @@ export function decideSeccomp(
   }
 }
 
+/**
+ * While a container has no usable profile it learns, and the learner counts only what runs under a seccomp
+ * filter: the learning profile (the runtime default as a Localhost file, api/names.ts) is that filter. It
+ * replaces Unconfined and RuntimeDefault (it is the runtime default, so nothing is weakened) and an older
+ * Pahlevan profile on the container (re-learning needs the full runtime default); never a user's own
+ * Localhost profile or a type it does not know.
+ */
+export function decideLearningSeccomp(
+  containerProfile: SeccompProfileField | undefined,
+  podProfile: SeccompProfileField | undefined,
+): ProfileDecision {
+  const level = containerProfile !== undefined ? 'container' : 'pod';
+  const effective = containerProfile ?? podProfile;
+  if (effective === undefined) return { set: true, reason: 'learning profile set (no seccomp profile)' };
+  switch (effective.type) {
+    case 'Unconfined':
+      return { set: true, reason: `${level}-level Unconfined replaced by the learning profile` };
+    case 'RuntimeDefault':
+      return { set: true, reason: `${level}-level RuntimeDefault replaced by the learning profile (equal)` };
+    case 'Localhost':
+      if (effective.localhostProfile === LEARNING_PROFILE_PATH)
+        return { set: false, reason: 'learning profile already attached' };
+      if (
+        level === 'container' &&
+        typeof effective.localhostProfile === 'string' &&
+        effective.localhostProfile.startsWith(`${SECCOMP_SUBDIR}/`)
+      )
+        return { set: true, reason: 'older Pahlevan profile replaced by the learning profile' };
+      return { set: false, reason: `${level}-level Localhost profile chosen by the user kept (not learned)` };
+    default:
+      return { set: false, reason: `${level}-level seccomp type ${JSON.stringify(effective.type)} kept` };
+  }
+}
+
 function seccompOf(securityContext: unknown): SeccompProfileField | undefined {
   if (!isRecord(securityContext)) return undefined;
   const sp = securityContext.seccompProfile;
@@ -264,13 +299,19 @@ export function mutatePod(
       if (only && !only.has(container.name)) return;
       const image = typeof container.image === 'string' ? container.image : undefined;
       const found = usableProfile(policy, container.name, image);
+      const target = (mutatedSpec[field] as Json[])[index]!;
+      const containerSc = isRecord(target.securityContext) ? target.securityContext : undefined;
       if (!('profile' in found)) {
-        notes.push(`${container.name}: ${found.reason}`);
+        const learning = decideLearningSeccomp(seccompOf(containerSc), podProfile);
+        notes.push(`${container.name}: ${found.reason}; ${learning.reason}`);
+        if (learning.set)
+          target.securityContext = {
+            ...(containerSc ?? {}),
+            seccompProfile: { type: 'Localhost', localhostProfile: LEARNING_PROFILE_PATH },
+          };
         return;
       }
       const { profile } = found;
-      const target = (mutatedSpec[field] as Json[])[index]!;
-      const containerSc = isRecord(target.securityContext) ? target.securityContext : undefined;
       const decision = decideSeccomp(seccompOf(containerSc), podProfile, profile);
       notes.push(`${container.name}: ${decision.reason}`);
       if (decision.set)

@@ -34,7 +34,7 @@ export function behaviourOf(ev: LearnerEvent | Observation): Behaviour | undefin
 
 export function learnerPort(learner: Learner, log?: Logger): LearnerPort {
   return {
-    watch: (id) => learner.watch(id),
+    watch: (id, options) => learner.watch(id, options),
     unwatch: (id) => learner.forget(id),
     async snapshot(id) {
       const out: Behaviour[] = (await learner.syscallNames(id)).map((name) => ({ kind: 'syscall', name }));

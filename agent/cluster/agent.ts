@@ -9,7 +9,9 @@ import type { Layer, Mode, PahlevanPolicy, PublishedProfile } from '../../api/po
 import { PROFILE_PLURAL, type PahlevanProfile, type ProfileContent } from '../../api/profile.js';
 import type { ObservationSpec } from '../../api/observation.js';
 import { canonicalJson } from '../../api/profile.js';
-import { SECCOMP_SUBDIR } from '../../api/names.js';
+import { LEARNING_PROFILE_PATH, SECCOMP_SUBDIR } from '../../api/names.js';
+import { learningProfileContent } from '../../api/attack-surface-data.js';
+import { RUNTIME_TIMING_SYSCALLS } from '../profile.js';
 import {
   AttributionTable,
   CgroupScanner,
@@ -25,8 +27,11 @@ import type { AgentMetrics } from '../metrics.js';
 
 /** What the agent needs from the learner (agent/learner.ts); adapters.ts maps the real one onto it. */
 export interface LearnerPort {
-  /** Follow this cgroup: report its first-seen behaviour from now on. */
-  watch(cgroupId: bigint): Promise<void>;
+  /**
+   * Follow this cgroup: report its first-seen behaviour from now on. With requireSeccomp a task counts only
+   * once it runs under a seccomp filter, which keeps the runtime's setup out (bpf/LEARNER.md).
+   */
+  watch(cgroupId: bigint, options?: { requireSeccomp?: boolean }): Promise<void>;
   /** Stop following it and drop what the kernel aggregated for it. */
   unwatch(cgroupId: bigint): Promise<void>;
   /** Everything aggregated in the kernel for this cgroup so far (catches events lost or sent earlier). */
@@ -96,6 +101,15 @@ const PENDING_MAX_CGROUPS = 4096;
 const PENDING_MAX_ITEMS = 2048;
 const PENDING_TTL_MS = 5 * 60_000;
 const MAX_SPECULATIVE = 1024;
+
+/**
+ * Post-filter syscalls a runtime makes depending on timing, not on the workload (agent/profile.ts), so a
+ * gated recording may miss them. The node's runtime is not known here: the union of all runtimes' lists is
+ * added to what a container learned, once it learned any syscall (so it ran under a filter).
+ */
+const TIMING_SYSCALLS: Behaviour[] = [...new Set(Object.values(RUNTIME_TIMING_SYSCALLS).flat())].map(
+  (name) => ({ kind: 'syscall', name }),
+);
 
 /** Whether a published profile was learned from this image (`image` lists the images, comma-separated). */
 function coversImage(profile: PublishedProfile, image: string | undefined): boolean {
@@ -276,6 +290,7 @@ export class ClusterAgent {
         missing: LAYERS.map((layer) => ({ layer, reason: 'no enforcer in this agent build' })),
       });
     }
+    this.installLearningProfile();
     this.writer.start();
     await Promise.all(this.caches.map((c) => c.start()));
     this.scheduleRescan(this.opts.rescanIntervalMs ?? 2000);
@@ -447,7 +462,8 @@ export class ClusterAgent {
       this.watched.add(cgroupId);
       this.enqueue(cgroupId, async () => {
         const id = BigInt(cgroupId);
-        await learner.watch(id);
+        // Learning pods run under the learning profile (the webhook attaches it): only what runs under it counts.
+        await learner.watch(id, { requireSeccomp: true });
         // What the kernel aggregated before this agent (re)started or before the binding existed.
         if (learner.snapshot && this.table.resolve(cgroupId)) {
           const behaviours = await learner.snapshot(id);
@@ -533,6 +549,7 @@ export class ClusterAgent {
       this.store.record(source, []);
       return;
     }
+    if (behaviours.some((b) => b.kind === 'syscall')) behaviours = [...behaviours, ...TIMING_SYSCALLS];
     if (this.store.record(source, behaviours))
       this.log.debug(
         { cgroupId, container: who.containerName, pod: who.podName, n: behaviours.length },
@@ -619,11 +636,27 @@ export class ClusterAgent {
   }
 
   /**
+   * The learning profile (api/names.ts) every learning pod references: written at start and put back at
+   * every reconcile (kept identical files are not rewritten), since a missing file means CreateContainerError.
+   */
+  private installLearningProfile(): void {
+    try {
+      this.installer.installFixed(LEARNING_PROFILE_PATH, learningProfileContent());
+    } catch (err) {
+      this.log.error(
+        { path: LEARNING_PROFILE_PATH, err: errorMessage(err) },
+        'installing the learning profile failed',
+      );
+    }
+  }
+
+  /**
    * Installs every profile of an existing policy, removes files nothing references (only once the
    * policy, profile and pod caches have all loaded), and acknowledges what is installed per policy.
    */
   reconcileProfiles(): void {
     if (!this.policiesSynced || !this.profilesSynced || !this.podsSynced) return;
+    this.installLearningProfile();
     const wanted: ProfileFile[] = [];
     const profileNameOf = new Map<string, string>();
     for (const [key, object] of this.profiles) {

@@ -88,6 +88,8 @@ export class ProfileInstaller {
   readonly seccompRoot: string;
   /** `<kubelet root>/seccomp/pahlevan`: everything this installer writes or deletes is inside. */
   readonly baseDir: string;
+  /** Files installed with installFixed: never removed as unreferenced. */
+  private readonly fixed = new Set<string>();
 
   /** `seccompRoot` overrides `<kubeletRoot>/seccomp` (a kubelet with --seccomp-profile-root, old versions). */
   constructor(kubeletRoot: string, seccompRoot?: string) {
@@ -111,24 +113,43 @@ export class ProfileInstaller {
   /** Writes one profile file atomically; returns its absolute path. Existing identical files are kept. */
   install(profile: ProfileFile): string {
     const target = this.pathFor(profile);
+    this.writeAtomic(target, profile.content);
+    return target;
+  }
+
+  /**
+   * Installs a file of fixed name (a path relative to the seccomp root, inside baseDir, e.g. the learning
+   * profile) atomically and keeps it through every reconcile; returns its absolute path.
+   */
+  installFixed(rel: string, content: string): string {
+    const target = resolve(this.seccompRoot, rel);
+    if (!isInside(this.baseDir, target))
+      throw new Error(`profile path ${rel} resolves outside ${this.baseDir}`);
+    this.writeAtomic(target, content);
+    this.fixed.add(target);
+    return target;
+  }
+
+  /** Temp file, fsync, rename, fsync of the directory: the kubelet never sees a half-written file. */
+  private writeAtomic(target: string, content: string): void {
     mkdirSync(this.baseDir, { recursive: true, mode: 0o755 });
     const realBase = realpathSync(this.baseDir);
     const dir = dirname(target);
     this.makeDirsInside(dir);
     const realDir = realpathSync(dir);
-    if (!isInside(realBase, realDir))
+    if (realDir !== realBase && !isInside(realBase, realDir))
       throw new Error(`profile directory ${dir} resolves outside ${realBase}`);
     const realTarget = join(realDir, target.slice(dir.length + 1));
     try {
       const st = lstatSync(realTarget);
-      if (st.isFile() && readFileSync(realTarget, 'utf8') === profile.content) return target;
+      if (st.isFile() && readFileSync(realTarget, 'utf8') === content) return;
     } catch {
       // not there yet
     }
     const temp = join(realDir, `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
     const fd = openSync(temp, 'wx', 0o644);
     try {
-      writeSync(fd, profile.content);
+      writeSync(fd, content);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -145,7 +166,6 @@ export class ProfileInstaller {
     } finally {
       closeSync(dirFd);
     }
-    return target;
   }
 
   /**
@@ -177,7 +197,7 @@ export class ProfileInstaller {
    */
   reconcile(wanted: ProfileFile[], alsoKeep: string[] = []): InstallResult {
     const result: InstallResult = { installed: [], failed: [], removed: [] };
-    const keep = new Set<string>();
+    const keep = new Set<string>(this.fixed);
     // Files that pods on this node still reference (a container restart re-reads them) stay, even when
     // their profile object is gone.
     for (const rel of alsoKeep) {

@@ -22,13 +22,18 @@ import { CgroupScanner } from '../../agent/cluster/attribution.js';
 import type { Behaviour } from '../../agent/cluster/observations.js';
 import type { PahlevanNodeObservation } from '../../api/observation.js';
 import { buildProfileSpec, profileObjectName } from '../../api/profile.js';
+import { LEARNING_PROFILE_PATH } from '../../api/names.js';
+import { learningProfileContent } from '../../api/attack-surface-data.js';
+import { RUNTIME_TIMING_SYSCALLS } from '../../agent/profile.js';
 
 class ScriptedLearner implements LearnerPort {
   watched = new Set<bigint>();
+  ungated: bigint[] = [];
   forgotten: bigint[] = [];
   private listeners: ((id: bigint, b: Behaviour[]) => void)[] = [];
-  async watch(id: bigint) {
+  async watch(id: bigint, options?: { requireSeccomp?: boolean }) {
     this.watched.add(id);
+    if (!options?.requireSeccomp) this.ungated.push(id);
   }
   async unwatch(id: bigint) {
     this.watched.delete(id);
@@ -150,7 +155,17 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
     );
     let spec = observation()!.spec;
     assert.equal(spec.node, 'n1');
-    assert.deepEqual(Object.keys(spec.containers[0]!.syscalls), ['read']);
+    // what ran under the filter, plus the runtimes' timing-dependent post-filter syscalls (agent/profile.ts)
+    assert.deepEqual(
+      Object.keys(spec.containers[0]!.syscalls),
+      [...new Set(['read', ...Object.values(RUNTIME_TIMING_SYSCALLS).flat()])].sort(),
+    );
+    assert.deepEqual(learner.ungated, [], 'containers are learned only under their seccomp filter');
+    assert.equal(
+      readFileSync(join(kubeletRoot, 'seccomp', LEARNING_PROFILE_PATH), 'utf8'),
+      learningProfileContent(),
+      'the learning profile is installed at start',
+    );
     assert.deepEqual(spec.containers[0]!.pods, ['web-1']);
     assert.deepEqual(spec.containers[0]!.images, ['nginx:1']);
     assert.equal(observation()!.metadata.labels?.['pahlevan.io/node'], 'n1');

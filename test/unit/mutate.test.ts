@@ -4,9 +4,19 @@ import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 import { handleReview } from '../../webhook/handler.js';
 import type { AdmissionReviewReply } from '../../webhook/admission.js';
-import { mutatePodRequest, decideSeccomp, profileSetHash } from '../../webhook/mutate.js';
+import {
+  mutatePodRequest,
+  decideLearningSeccomp,
+  decideSeccomp,
+  profileSetHash,
+} from '../../webhook/mutate.js';
 import type { PahlevanPolicy } from '../../api/policy.js';
-import { ANNOTATION_IMAGES, LABEL_POLICY, LABEL_PROFILE_HASH } from '../../api/names.js';
+import {
+  ANNOTATION_IMAGES,
+  LABEL_POLICY,
+  LABEL_PROFILE_HASH,
+  LEARNING_PROFILE_PATH,
+} from '../../api/names.js';
 import {
   PATH_DEBUG,
   PATH_INIT,
@@ -68,8 +78,11 @@ test('CREATE of a pod with null labels gets the policy labels, image annotation 
     localhostProfile: PATH_INIT,
   });
   assert.deepEqual(seccompOf(after, 'containers', 'web'), { type: 'Localhost', localhostProfile: PATH_WEB });
-  // no published profile for the sidecar: left alone
-  assert.equal(seccompOf(after, 'containers', 'metrics-sidecar'), undefined);
+  // no published profile for the sidecar: it learns, under the learning profile
+  assert.deepEqual(seccompOf(after, 'containers', 'metrics-sidecar'), {
+    type: 'Localhost',
+    localhostProfile: LEARNING_PROFILE_PATH,
+  });
   // nothing else changed
   const { metadata: _m1, spec: s1, ...rest1 } = after;
   const { metadata: _m2, spec: s2, ...rest2 } = pod as Json;
@@ -260,7 +273,7 @@ test('decideSeccomp: never weaken', () => {
   assert.equal(decideSeccomp({ type: 'SomethingNew' }, undefined, profile).set, false);
 });
 
-test('profiles not usable on every ready node, stale, of another image or with unsafe paths are not attached', () => {
+test('profiles not usable on every ready node, stale, of another image or with unsafe paths are not attached (the container learns)', () => {
   const variants = [
     profileEntry('web', PROFILE_HASH_WEB, PATH_WEB, { usable: false, nodesInstalled: 2 }),
     profileEntry('web', PROFILE_HASH_WEB, PATH_WEB, { stale: true }),
@@ -270,7 +283,11 @@ test('profiles not usable on every ready node, stale, of another image or with u
   ];
   for (const entry of variants) {
     const { after } = mutate(webPod(), [policy({ status: { profiles: [entry] } })]);
-    assert.equal(seccompOf(after, 'containers', 'web'), undefined, JSON.stringify(entry));
+    assert.deepEqual(
+      seccompOf(after, 'containers', 'web'),
+      { type: 'Localhost', localhostProfile: LEARNING_PROFILE_PATH },
+      JSON.stringify(entry),
+    );
     assert.equal(after.metadata.labels[LABEL_POLICY], 'web');
     assert.equal(after.metadata.labels[LABEL_PROFILE_HASH], undefined);
   }
@@ -331,4 +348,86 @@ test('objects that are not pods are admitted unchanged', () => {
     ]);
     assert.ok(r.outcome === 'skipped' || r.outcome === 'patched', JSON.stringify(object));
   }
+});
+
+test('learning: unset, Unconfined and RuntimeDefault get the learning profile; user Localhost is kept', () => {
+  const learning = { type: 'Localhost', localhostProfile: LEARNING_PROFILE_PATH };
+  const noProfiles = policy({ status: { phase: 'Learning' } });
+  const sc = (seccompProfile: Json | undefined) => (seccompProfile ? { seccompProfile } : undefined);
+  const cases: { pod?: Json; container?: Json; expected: Json | undefined }[] = [
+    { expected: learning },
+    { container: { type: 'Unconfined' }, expected: learning },
+    { container: { type: 'RuntimeDefault' }, expected: learning },
+    { pod: { type: 'Unconfined' }, expected: learning },
+    { pod: { type: 'RuntimeDefault' }, expected: learning },
+    // a user's own profile stays, at either level (nothing set on the container)
+    {
+      container: { type: 'Localhost', localhostProfile: 'mine/web.json' },
+      expected: { type: 'Localhost', localhostProfile: 'mine/web.json' },
+    },
+    { pod: { type: 'Localhost', localhostProfile: 'mine/pod.json' }, expected: undefined },
+    // an older Pahlevan profile on the container: re-learning needs the runtime default
+    { container: { type: 'Localhost', localhostProfile: PATH_WEB }, expected: learning },
+  ];
+  for (const c of cases) {
+    const pod = webPod();
+    const web = (pod.spec as Json).containers.find((x: Json) => x.name === 'web');
+    if (c.container) web.securityContext = sc(c.container);
+    if (c.pod) (pod.spec as Json).securityContext = { seccompProfile: c.pod };
+    const { after, reply } = mutate(pod, [noProfiles]);
+    assert.deepEqual(seccompOf(after, 'containers', 'web'), c.expected, JSON.stringify(c));
+    assert.equal(after.metadata.labels[LABEL_PROFILE_HASH], undefined, 'no learned profile attached');
+    // idempotent: the mutated pod, reviewed again, gives no patch
+    const again = mutate(after, [noProfiles]);
+    assert.equal(again.reply.response.patch, undefined, `second review of ${JSON.stringify(c)}`);
+    assert.equal(reply.response.allowed, true);
+  }
+});
+
+test('learning and learned containers in one pod: each gets its own profile', () => {
+  const { after } = mutate(webPod(), [
+    policy({ status: { profiles: [profileEntry('web', PROFILE_HASH_WEB, PATH_WEB)] } }),
+  ]);
+  assert.deepEqual(seccompOf(after, 'containers', 'web'), { type: 'Localhost', localhostProfile: PATH_WEB });
+  assert.deepEqual(seccompOf(after, 'containers', 'metrics-sidecar'), {
+    type: 'Localhost',
+    localhostProfile: LEARNING_PROFILE_PATH,
+  });
+  assert.equal(
+    after.metadata.labels[LABEL_PROFILE_HASH],
+    profileSetHash([{ container: 'web', hash: PROFILE_HASH_WEB }]),
+    'the hash label names learned profiles only',
+  );
+  // once learned, the learning profile is replaced by the learned one
+  const learned = mutate(after, [
+    policy({
+      status: {
+        profiles: [
+          profileEntry('web', PROFILE_HASH_WEB, PATH_WEB),
+          profileEntry('metrics-sidecar', PROFILE_HASH_INIT, PATH_INIT, { image: undefined }),
+        ],
+      },
+    }),
+  ]).after;
+  assert.deepEqual(seccompOf(learned, 'containers', 'metrics-sidecar'), {
+    type: 'Localhost',
+    localhostProfile: PATH_INIT,
+  });
+});
+
+test('decideLearningSeccomp: other seccomp types are kept', () => {
+  assert.equal(decideLearningSeccomp({ type: 'Bogus' }, undefined).set, false);
+  assert.equal(
+    decideLearningSeccomp(undefined, { type: 'Localhost', localhostProfile: LEARNING_PROFILE_PATH }).set,
+    false,
+  );
+  assert.equal(
+    decideLearningSeccomp({ type: 'Localhost', localhostProfile: 'pahlevan/x/y/z.json' }, undefined).set,
+    true,
+  );
+  assert.equal(
+    decideLearningSeccomp(undefined, { type: 'Localhost', localhostProfile: 'pahlevan/x/y/z.json' }).set,
+    false,
+    "a pod-level profile is the user's",
+  );
 });

@@ -26,8 +26,11 @@ export interface ProfileOptions {
   arch: Arch;
   /** Also list the arm64 names of the same set (for a cluster with arm64 nodes). */
   includeArm64?: boolean;
-  /** Add the runtime's timing-dependent post-filter syscalls. */
+  /** Add the timing-dependent post-filter syscalls of the runtime(s) the profile is for. */
   runtime?: Runtime;
+  runtimes?: Runtime[];
+  /** Post-filter syscalls of other runtimes, learned by calibration (see recorder.ts), to add. */
+  runtimeSyscalls?: Iterable<string>;
 }
 
 const ARCH_NAME: Record<Arch, string> = { x86_64: ARCH_AMD64, aarch64: ARCH_ARM64 };
@@ -35,7 +38,9 @@ const ARCH_NAME: Record<Arch, string> = { x86_64: ARCH_AMD64, aarch64: ARCH_ARM6
 export function buildSeccompProfile(syscalls: Iterable<string>, options: ProfileOptions): OciSeccompProfile {
   const names = new Set<string>();
   for (const s of syscalls) if (/^[a-z_][a-z0-9_]*$/.test(s)) names.add(s);
-  for (const s of options.runtime ? RUNTIME_TIMING_SYSCALLS[options.runtime] : []) names.add(s);
+  const runtimes = new Set([...(options.runtime ? [options.runtime] : []), ...(options.runtimes ?? [])]);
+  for (const r of runtimes) for (const s of RUNTIME_TIMING_SYSCALLS[r]) names.add(s);
+  for (const s of options.runtimeSyscalls ?? []) if (/^[a-z_][a-z0-9_]*$/.test(s)) names.add(s);
   const architectures = [ARCH_NAME[options.arch]];
   if (options.includeArm64 && options.arch === 'x86_64') {
     architectures.push(ARCH_ARM64);

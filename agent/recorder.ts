@@ -4,7 +4,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OciSeccompProfile } from '../api/seccomp.js';
-import { startContainer, type Container, type ContainerExit, type ContainerOptions } from './container.js';
+import {
+  startContainer,
+  which,
+  type Container,
+  type ContainerExit,
+  type ContainerOptions,
+  type Runtime,
+} from './container.js';
+
+/** The runtimes installed on this machine (the ones a portable profile is calibrated for). */
+export function installedRuntimes(): Runtime[] {
+  return (['runc', 'crun'] as const).filter((r) => which(r) !== undefined);
+}
 import { Learner, type Observation } from './learner.js';
 import { buildSeccompProfile } from './profile.js';
 
@@ -43,6 +55,33 @@ export interface RecordOptions extends Omit<ContainerOptions, 'seccomp' | 'befor
    * runtime's own setup: mount, pivot_root, ...). Only for showing what the seccomp gate keeps out.
    */
   learnRuntimeSetup?: boolean;
+  /**
+   * Make the profile work under these runtimes too (default: runc and crun, those installed). Each other
+   * runtime is calibrated: a trivial static command is recorded under it and what runs under its filter
+   * (its own post-filter syscalls: crun's setresuid/setresgid where runc uses setuid/setgid, ...) is added.
+   */
+  portableTo?: Runtime[];
+}
+
+/** The post-filter syscalls of a runtime: what runs under its filter when the command does (almost) nothing. */
+export async function calibrateRuntime(
+  learner: Learner,
+  runtime: Runtime,
+  options: { noNewPrivileges?: boolean } = {},
+): Promise<string[]> {
+  const rec = await startRecording({
+    learner,
+    runtime,
+    command: ['busybox', 'true'],
+    portableTo: [],
+    ...options,
+  });
+  rec.container.stdout?.resume();
+  rec.container.stderr?.resume();
+  const result = await rec.done;
+  if (result.exit.code !== 0)
+    throw new Error(`calibrating ${runtime} failed (exit ${result.exit.code ?? result.exit.signal})`);
+  return result.syscalls;
 }
 
 /** The filter the container runs under while it is recorded: it allows everything. */
@@ -102,9 +141,17 @@ export class Recording {
       try {
         const syscalls = await learner.syscallNames(container.cgroupId);
         const observations = await learner.observations(container.cgroupId);
+        const others = (options.portableTo ?? installedRuntimes()).filter((r) => r !== options.runtime);
+        const runtimeSyscalls: string[] = [];
+        for (const r of others)
+          runtimeSyscalls.push(
+            ...(await calibrateRuntime(learner, r, { noNewPrivileges: options.noNewPrivileges ?? false })),
+          );
         const profile = buildSeccompProfile(syscalls, {
           arch: learner.arch,
           runtime: options.runtime,
+          runtimes: others,
+          runtimeSyscalls,
           includeArm64: options.includeArm64 ?? false,
         });
         const behaviour = behaviourOf(options.runtime, options.command, syscalls, observations);

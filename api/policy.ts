@@ -213,7 +213,10 @@ export const PublishedProfile = z.object({
   hash: z.string().describe('Content hash of the seccomp profile (sha256, hex).'),
   localhostProfile: z.string().describe('Path relative to the kubelet seccomp root.'),
   profileName: z.string().describe('Name of the immutable PahlevanProfile object holding the content.'),
-  image: z.string().optional(),
+  image: z
+    .string()
+    .optional()
+    .describe('Comma-separated images the profile was learned from; the webhook attaches it only to these.'),
   syscalls: z.number().int(),
   nodesInstalled: z.number().int(),
   nodesReady: z.number().int(),

@@ -105,11 +105,13 @@ struct {
 	__type(value, __u64);
 } np_ifaces SEC(".maps");
 
+/* Value: when the flow was last counted (ns). A SYN retried within NP_FLOW_RETRY_NS is the same attempt. */
+#define NP_FLOW_RETRY_NS (30ull * 1000000000ull)
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct np_flow_key);
-	__type(value, __u8);
+	__type(value, __u64);
 } np_flows_seen SEC(".maps");
 
 struct {
@@ -350,9 +352,10 @@ int np_tc_ingress(struct __sk_buff *skb)
 	flow.sport = sport;
 	flow.dport = dport;
 	flow.proto = proto;
-	if (bpf_map_lookup_elem(&np_flows_seen, &flow))
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&np_flows_seen, &flow);
+	if (last && now - *last < NP_FLOW_RETRY_NS)
 		return pv_denies(cfg->mode) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
-	__u8 one = 1;
-	bpf_map_update_elem(&np_flows_seen, &flow, &one, BPF_ANY);
+	bpf_map_update_elem(&np_flows_seen, &flow, &now, BPF_ANY);
 	return violation(cgid, cfg, PV_KIND_INGRESS, proto, dport, saddr, 0) ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }

@@ -193,16 +193,8 @@ export async function startEnforced(
     readFileSync(join(options.profileDir, 'seccomp.json'), 'utf8'),
   ) as OciSeccompProfile;
   const modes = layerModes(options.mode, options.layers);
-  const { root, hybrid } = cgroup2Root();
-  // crun on a hybrid cgroup host is started by a shell that joins the container's cgroup and runs mount(8)
-  // there before crun (agent/container.ts): files and execs are enforced once the container's process
-  // exists, not before (the command's own first exec is not judged in that mode).
-  const deferFiles = options.runtime === 'crun' && hybrid;
-  const policy = containerPolicy(
-    behaviour,
-    deferFiles ? { ...modes, files: 'Off', execs: 'Off' } : modes,
-    options.rules,
-  );
+  const policy = containerPolicy(behaviour, modes, options.rules);
+  const { root } = cgroup2Root();
   const enforcer = options.enforcer ?? (await Enforcer.start({ cgroupAttachDir: join(root, 'pahlevan') }));
   const ownsEnforcer = !options.enforcer;
   const violations: Array<Violation & { container: string }> = [];
@@ -250,7 +242,6 @@ export async function startEnforced(
     container.stderr?.off('data', keep);
     await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
     await enforcer.resolveInContainer(cgroupId, pid);
-    if (deferFiles) await enforcer.setModes(cgroupId, { files: modes.files, execs: modes.execs });
     if (options.net === 'veth') {
       const v = setupVeth(pid, tag);
       const tc =

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
-import { POLICY_PLURAL, formatIssue } from '../api/policy.js';
+import { POLICY_PLURAL, PolicySpec, formatIssue } from '../api/policy.js';
+import { OBSERVATION_KIND, ObservationSpec } from '../api/observation.js';
+import { mergeObservations } from '../webhook/controller/merge.js';
 import type { PahlevanPolicy } from '../api/policy.js';
 import { OciSeccompProfile } from '../api/seccomp.js';
 import { PROFILE_PLURAL, type PahlevanProfile } from '../api/profile.js';
@@ -78,8 +80,13 @@ export function mergeOciProfiles(profiles: OciSeccompProfile[]): OciSeccompProfi
 /**
  * The OCI profiles in a file's text: a bare OCI profile (JSON or YAML), a PahlevanProfile (its
  * spec.seccomp), an SPO SeccompProfile (its spec), or several of them as YAML documents or a List.
+ * PahlevanNodeObservation objects (raw learned behaviour, e.g. `kubectl get pahlevannodeobservations -o
+ * yaml`) are returned apart: they are merged with the controller's own merge.
  */
-export function profilesFromText(text: string, source: string): OciSeccompProfile[] {
+export function documentsFromText(
+  text: string,
+  source: string,
+): { profiles: OciSeccompProfile[]; observations: ObservationSpec[] } {
   let docs: unknown[];
   try {
     docs = parseAllDocuments(text).map((d) => {
@@ -89,12 +96,22 @@ export function profilesFromText(text: string, source: string): OciSeccompProfil
   } catch (err) {
     throw new CliError(`${source}: not JSON or YAML (${(err as Error).message})`);
   }
-  const out: OciSeccompProfile[] = [];
+  const profiles: OciSeccompProfile[] = [];
+  const observations: ObservationSpec[] = [];
   const visit = (doc: unknown): void => {
     if (doc === null || doc === undefined) return;
     const obj = doc as { kind?: string; items?: unknown[]; spec?: { seccomp?: unknown } };
     let candidate: unknown = doc;
     if (obj.kind === 'List' && Array.isArray(obj.items)) return obj.items.forEach(visit);
+    if (obj.kind === OBSERVATION_KIND) {
+      const parsed = ObservationSpec.safeParse(obj.spec);
+      if (!parsed.success)
+        throw new CliError(
+          `${source}: not a valid ${OBSERVATION_KIND} (${parsed.error.issues.slice(0, 3).map(formatIssue).join('; ')})`,
+        );
+      observations.push(parsed.data);
+      return;
+    }
     if (obj.kind === 'PahlevanProfile') candidate = obj.spec?.seccomp;
     else if (obj.kind === 'SeccompProfile') candidate = obj.spec;
     const parsed = OciSeccompProfile.safeParse(candidate);
@@ -102,11 +119,34 @@ export function profilesFromText(text: string, source: string): OciSeccompProfil
       throw new CliError(
         `${source}: not a seccomp profile (${parsed.error.issues.slice(0, 3).map(formatIssue).join('; ')})`,
       );
-    out.push(parsed.data);
+    profiles.push(parsed.data);
   };
   docs.forEach(visit);
-  if (out.length === 0) throw new CliError(`${source}: no profile in it`);
-  return out;
+  if (profiles.length === 0 && observations.length === 0) throw new CliError(`${source}: no profile in it`);
+  return { profiles, observations };
+}
+
+export function profilesFromText(text: string, source: string): OciSeccompProfile[] {
+  const { profiles, observations } = documentsFromText(text, source);
+  return [...profiles, ...seccompFromObservations(observations)];
+}
+
+/**
+ * Node observations merged exactly as the controller merges them (union over nodes, the runtime's
+ * required syscalls, no policy additions), one seccomp profile per container name (or only `container`).
+ */
+export function seccompFromObservations(
+  observations: ObservationSpec[],
+  container?: string,
+): OciSeccompProfile[] {
+  if (observations.length === 0) return [];
+  const merged = mergeObservations(PolicySpec.parse({ selector: {} }), observations);
+  const chosen = merged.containers.filter((c) => container === undefined || c.container === container);
+  if (chosen.length === 0)
+    throw new CliError(
+      `no observations for container ${container}; they cover ${merged.containers.map((c) => c.container).join(', ')}`,
+    );
+  return chosen.map((c) => c.content.seccomp);
 }
 
 /** A Security Profiles Operator SeccompProfile object carrying the same profile. */
@@ -210,23 +250,29 @@ export function register(program: Command): void {
   profile
     .command('merge')
     .description(
-      'Merge seccomp profiles offline (OCI JSON, PahlevanProfile or SPO SeccompProfile files): union',
+      'Merge seccomp profiles offline: OCI JSON, PahlevanProfile, SPO SeccompProfile or PahlevanNodeObservation files (union)',
     )
     .argument('<files...>', 'profile files (- for stdin)')
     .option('-o, --output <format>', 'oci or spo', 'oci')
     .option('--name <name>', 'name of the SPO object', 'merged')
+    .option('-c, --container <name>', 'with node observations: the container to build the profile of')
     .action(
-      action(async (files: string[], opts: { output: string; name: string }) => {
+      action(async (files: string[], opts: { output: string; name: string; container?: string }) => {
         if (!['oci', 'spo'].includes(opts.output)) throw new CliError(`-o ${opts.output}: choose oci or spo`);
-        const profiles = files.flatMap((f) => {
+        const profiles: OciSeccompProfile[] = [];
+        const observations: ObservationSpec[] = [];
+        for (const f of files) {
           let text: string;
           try {
             text = readFileSync(f === '-' ? 0 : f, 'utf8');
           } catch (err) {
             throw new CliError(`cannot read ${f}: ${(err as Error).message}`);
           }
-          return profilesFromText(text, f);
-        });
+          const docs = documentsFromText(text, f);
+          profiles.push(...docs.profiles);
+          observations.push(...docs.observations);
+        }
+        profiles.push(...seccompFromObservations(observations, opts.container));
         const merged = mergeOciProfiles(profiles);
         process.stdout.write(
           opts.output === 'oci'

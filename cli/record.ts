@@ -21,6 +21,7 @@ interface RecordFlags {
   output: string;
   arm64?: boolean;
   pinDir: string;
+  portable: boolean;
 }
 
 export function register(program: Command): void {
@@ -32,6 +33,10 @@ export function register(program: Command): void {
     .option('--net <mode>', 'host (default) or none (an empty network namespace)', 'host')
     .requiredOption('-o, --output <dir>', 'directory for seccomp.json and behaviour.json')
     .option('--arm64', 'also list the arm64 names of the learned syscalls')
+    .option(
+      '--no-portable',
+      'profile for the recording runtime only (default: also for the other installed runtime)',
+    )
     .option(
       '--pin-dir <dir>',
       'bpffs directory of the learner maps',
@@ -50,6 +55,7 @@ export function register(program: Command): void {
           stdio: 'inherit',
           pinDir: flags.pinDir,
           includeArm64: flags.arm64 ?? false,
+          ...(flags.portable ? {} : { portableTo: [] }),
           ...(flags.rootfs ? { rootfs: flags.rootfs } : {}),
         });
         const stop = (): void => void recording.stop();

@@ -93,10 +93,12 @@ export function usableProfile(
   if (!entry) return { reason: 'no published profile' };
   const usable = entry.usable;
   if (usable.length === 0) return { reason: 'profile not installed on every ready node (or stale)' };
-  // A profile learned from another image may miss syscalls the new image needs: attach only a matching one.
+  // A profile learned from other images may miss syscalls a new image needs: attach only a matching one.
+  // `image` lists the learned images, comma-separated (the controller merges replicas of several images).
   const match =
-    usable.find((p) => p.image !== undefined && p.image === image) ?? usable.find((p) => !p.image);
-  if (!match) return { reason: `profile was learned from another image than ${image ?? '(none)'}` };
+    usable.find((p) => p.image !== undefined && p.image !== '' && p.image.split(',').includes(image ?? '')) ??
+    usable.find((p) => !p.image);
+  if (!match) return { reason: `profile was learned from other images than ${image ?? '(none)'}` };
   return { profile: match };
 }
 

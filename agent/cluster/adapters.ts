@@ -3,9 +3,7 @@
 import type { Learner, LearnerEvent, Observation } from '../learner.js';
 import type { ContainerPolicy, Enforcer } from '../enforcer.js';
 import { MAX_RANGE_PORTS, type PortRuleSpec } from '../enforce-maps.js';
-import { findCgroupDir, hostVethOf, policyFromProfile } from '../enforcer-port.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { findCgroupDir, firstPid, hostVethOf, policyFromProfile } from '../enforcer-port.js';
 import { detectCgroupV2Root } from './attribution.js';
 import type { EnforcementTarget, EnforcerPort, LearnerPort, Logger } from './agent.js';
 import type { Behaviour } from './observations.js';
@@ -98,15 +96,6 @@ export function enforcerPolicy(target: EnforcementTarget): { policy: ContainerPo
     },
     warnings,
   };
-}
-
-function firstPid(cgroupDir: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(join(cgroupDir, 'cgroup.procs'), 'utf8').split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -43,6 +43,9 @@ before(async () => {
       plural: 'clusterrolebindings',
       namespaced: false,
     },
+    { group: 'rbac.authorization.k8s.io', kind: 'Role', plural: 'roles', namespaced: true },
+    { group: 'rbac.authorization.k8s.io', kind: 'RoleBinding', plural: 'rolebindings', namespaced: true },
+    { group: 'policy', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true },
     {
       group: 'admissionregistration.k8s.io',
       kind: 'MutatingWebhookConfiguration',
@@ -289,4 +292,23 @@ test('install applies the manifests with fresh certificates; --dry-run only prin
   // Applying again is idempotent (and rotates the certificates).
   const again = await run(['install', '--manifests', dir, '--kubeconfig', kubeconfig]);
   assert.equal(again.code, 0, again.stderr);
+
+  // The project's own manifests apply as they are.
+  const project = await run(['install', '--kubeconfig', kubeconfig]);
+  assert.equal(project.code, 0, project.stderr);
+  assert.ok(api.getObject('apps', 'daemonsets', 'pahlevan-system', 'pahlevan-agent'), 'the agent DaemonSet');
+  assert.ok(
+    api.getObject('apps', 'deployments', 'pahlevan-system', 'pahlevan-webhook'),
+    'the webhook Deployment',
+  );
+  const tls = api.getObject('', 'secrets', 'pahlevan-system', 'pahlevan-webhook-tls') as unknown as {
+    data: Record<string, string>;
+  };
+  const validating = api.getObject(
+    'admissionregistration.k8s.io',
+    'validatingwebhookconfigurations',
+    undefined,
+    'pahlevan',
+  ) as unknown as { webhooks: { clientConfig: { caBundle: string } }[] };
+  assert.equal(validating.webhooks[0]!.clientConfig.caBundle, tls.data['ca.crt']);
 });

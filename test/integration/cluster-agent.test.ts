@@ -9,10 +9,15 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { waitFor } from '../helpers/kube.js';
-import { ClusterAgent, type LearnerPort } from '../../agent/cluster/agent.js';
+import {
+  ClusterAgent,
+  type EnforcementTarget,
+  type EnforcerPort,
+  type LearnerPort,
+} from '../../agent/cluster/agent.js';
 import { CgroupScanner } from '../../agent/cluster/attribution.js';
 import type { Behaviour } from '../../agent/cluster/observations.js';
 import type { PahlevanNodeObservation } from '../../api/observation.js';
@@ -204,6 +209,14 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
       'no double counting after restart',
     );
 
+    // The watch history is compacted and every watch is cut: resuming gets 410 Gone, the agent relists.
+    const podLists = () =>
+      api.requests.filter((r) => r.startsWith('GET /api/v1/pods') && !r.includes('watch=true')).length;
+    const listsBefore = podLists();
+    api.compact();
+    api.closeWatches();
+    await waitFor(() => podLists() > listsBefore, 'the agent relists pods after 410 Gone');
+
     // The pod goes away: its cgroup is unwatched (and forgotten).
     await core.deleteNamespacedPod({ namespace: 'shop', name: 'web-1' });
     rmSync(join(cgroupRoot, 'kubepods', `pod${podMine.metadata!.uid}`), { recursive: true });
@@ -256,6 +269,159 @@ test('a new container cgroup is picked up at once, not at the next periodic resc
     mkdirSync(dir, { recursive: true });
     const cgroupId = statSync(dir, { bigint: true }).ino;
     await waitFor(() => learner.watched.has(cgroupId), 'the learner watches the new cgroup', 5_000);
+  } finally {
+    await agent.stop();
+    await api.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('after publication: the profiled image is enforced, a new image is monitored and learned again', async () => {
+  const api = await FakeApiServer.start();
+  const tmp = mkdtempSync(join(tmpdir(), 'pvt-agent-'));
+  const cgroupRoot = join(tmp, 'cgroup');
+  const kc = api.kubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const learner = new ScriptedLearner();
+  const applied = new Map<bigint, EnforcementTarget | undefined>();
+  const enforcer: EnforcerPort = {
+    probe: async () => ({ active: ['syscalls'], missing: [] }),
+    apply: async (id, target) => void applied.set(id, target),
+    onViolation: () => {},
+  };
+  const agent = new ClusterAgent({
+    node: 'n1',
+    kubeConfig: kc,
+    kubeletRoot: join(tmp, 'kubelet'),
+    stateDir: join(tmp, 'state'),
+    learner,
+    enforcer,
+    scanner: new CgroupScanner(cgroupRoot),
+    rescanIntervalMs: 50,
+    writeDebounceMs: 20,
+  });
+  try {
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } });
+    const spec = buildProfileSpec('shop', 'web', 'app', {
+      seccomp: { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] },
+      execs: [],
+      files: [],
+      ports: [],
+    });
+    const profileName = profileObjectName('web', 'app', spec.hash);
+    await custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace: 'shop',
+      plural: 'pahlevanprofiles',
+      body: {
+        apiVersion: 'pahlevan.io/v1alpha1',
+        kind: 'PahlevanProfile',
+        metadata: { name: profileName, namespace: 'shop' },
+        spec,
+      },
+    });
+    await custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace: 'shop',
+      plural: 'pahlevanpolicies',
+      body: {
+        apiVersion: 'pahlevan.io/v1alpha1',
+        kind: 'PahlevanPolicy',
+        metadata: { name: 'web', namespace: 'shop' },
+        spec: {
+          selector: { matchLabels: { app: 'web' } },
+          enforcement: { mode: 'Enforce', layers: ['syscalls'] },
+        },
+      },
+    });
+    await custom.patchNamespacedCustomObjectStatus(
+      {
+        group,
+        version,
+        namespace: 'shop',
+        plural: 'pahlevanpolicies',
+        name: 'web',
+        body: {
+          status: {
+            phase: 'Enforcing',
+            profiles: [
+              {
+                container: 'app',
+                hash: spec.hash,
+                localhostProfile: spec.localhostProfile,
+                profileName,
+                image: 'app:1',
+                syscalls: 1,
+                nodesInstalled: 1,
+                nodesReady: 1,
+                usable: true,
+              },
+            ],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+    );
+    await agent.start();
+    const runPod = async (name: string, image: string): Promise<bigint> => {
+      const id = randomBytes(32).toString('hex');
+      const created = await core.createNamespacedPod({
+        namespace: 'shop',
+        body: {
+          metadata: { name, labels: { app: 'web' } },
+          spec: { nodeName: 'n1', containers: [{ name: 'app', image }] },
+        },
+      });
+      const dir = join(cgroupRoot, 'kubepods', `pod${created.metadata!.uid}`, id);
+      mkdirSync(dir, { recursive: true });
+      await core.replaceNamespacedPodStatus({
+        namespace: 'shop',
+        name,
+        body: {
+          ...created,
+          status: {
+            phase: 'Running',
+            containerStatuses: [
+              {
+                name: 'app',
+                image,
+                imageID: '',
+                ready: true,
+                restartCount: 0,
+                containerID: `containerd://${id}`,
+                state: { running: {} },
+              },
+            ],
+          },
+        },
+      });
+      return statSync(dir, { bigint: true }).ino;
+    };
+    const same = await runPod('web-1', 'app:1');
+    const drifted = await runPod('web-2', 'app:2');
+    await waitFor(() => applied.has(same) && applied.has(drifted), 'both containers get enforcement');
+    assert.equal(applied.get(same)!.modes.syscalls, 'Enforce', 'the image the profile was learned from');
+    assert.equal(
+      applied.get(drifted)!.modes.syscalls,
+      'Monitor',
+      'a new image: previous profile, Monitor only',
+    );
+    assert.equal(applied.get(drifted)!.profileName, profileName);
+    await waitFor(() => learner.watched.has(drifted), 'the new image is learned again');
+    assert.ok(!learner.watched.has(same), 'the profiled image is not learned');
+    learner.emit(drifted, [{ kind: 'syscall', name: 'write' }]);
+    learner.emit(same, [{ kind: 'syscall', name: 'ptrace' }]); // not learning: ignored
+    const observed = () =>
+      (
+        api.getObject(group, 'pahlevannodeobservations', 'shop', 'web.n1') as
+          PahlevanNodeObservation | undefined
+      )?.spec.containers[0];
+    await waitFor(() => !!observed()?.syscalls.write, 'the new image behaviour is reported');
+    assert.deepEqual(observed()!.images, ['app:1', 'app:2'], 'what runs is reported in every phase');
+    assert.ok(!('ptrace' in observed()!.syscalls));
   } finally {
     await agent.stop();
     await api.stop();

@@ -63,9 +63,9 @@ async function runOnce(
   }
 }
 
-async function record(runtime: Runtime, w: Workload): Promise<RecordResult> {
+async function record(runtime: Runtime, w: Workload, portableTo: Runtime[] = []): Promise<RecordResult> {
   const port = await freePort();
-  const rec = await startRecording({ learner, runtime, command: w.command(port) });
+  const rec = await startRecording({ learner, runtime, command: w.command(port), portableTo });
   rec.container.stdout?.resume();
   rec.container.stderr?.resume();
   if (w.drive) {
@@ -90,12 +90,16 @@ async function record(runtime: Runtime, w: Workload): Promise<RecordResult> {
   return rec.done;
 }
 
-async function proveProfile(w: Workload): Promise<void> {
+/**
+ * Records the workload once (with recordWith) for both runtimes, then starts it RUNS times under the
+ * profile with runc and with crun; every start must succeed with the unconfined output.
+ */
+async function proveProfile(w: Workload, recordWith: Runtime): Promise<void> {
+  const recorded = await record(recordWith, w, RUNTIMES);
+  assert.ok(recorded.syscalls.length > 10, `${w.name}: only ${recorded.syscalls.length} syscalls learned`);
   for (const runtime of RUNTIMES) {
     const unconfined = await runOnce(runtime, w);
     assert.equal(unconfined.code, 0, `${w.name} fails unconfined under ${runtime}`);
-    const recorded = await record(runtime, w);
-    assert.ok(recorded.syscalls.length > 10, `${w.name}: only ${recorded.syscalls.length} syscalls learned`);
     const failures: string[] = [];
     for (let i = 0; i < RUNS; i++) {
       try {
@@ -108,7 +112,11 @@ async function proveProfile(w: Workload): Promise<void> {
         failures.push(`run ${i}: ${(err as Error).message}`);
       }
     }
-    assert.deepEqual(failures, [], `${w.name} under its ${runtime} profile (${RUNS} starts)`);
+    assert.deepEqual(
+      failures,
+      [],
+      `${w.name} recorded with ${recordWith}, run under ${runtime} (${RUNS} starts)`,
+    );
   }
 }
 
@@ -143,39 +151,45 @@ after(async () => {
   Learner.removePins(pinDir);
 });
 
-describe('profiles recorded for runc and crun start reliably and match unconfined output', () => {
+describe('a recorded profile starts reliably under runc and crun and matches unconfined output', () => {
   it('busybox shell script', async () => {
-    await proveProfile(shellScript);
+    await proveProfile(shellScript, 'runc');
   });
 
   it('python3 -m http.server serving a few requests', async () => {
     const python = pythonExecutable();
-    await proveProfile({
-      name: 'python http.server',
-      command: (port) => [
-        python,
-        '-m',
-        'http.server',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--directory',
-        '/etc',
-      ],
-      drive: (port) => fewRequests(port, ['/', '/hostname', '/missing-file']),
-    });
+    await proveProfile(
+      {
+        name: 'python http.server',
+        command: (port) => [
+          python,
+          '-m',
+          'http.server',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--directory',
+          '/etc',
+        ],
+        drive: (port) => fewRequests(port, ['/', '/hostname', '/missing-file']),
+      },
+      'crun',
+    );
   });
 
   it('Node HTTP server', async () => {
-    await proveProfile({
-      name: 'node http server',
-      command: (port) => [
-        process.execPath,
-        '-e',
-        `require('http').createServer((q, s) => s.end('node ' + q.method + ' ' + q.url)).listen(${port}, '127.0.0.1')`,
-      ],
-      drive: (port) => fewRequests(port, ['/', '/a', '/b?c=d']),
-    });
+    await proveProfile(
+      {
+        name: 'node http server',
+        command: (port) => [
+          process.execPath,
+          '-e',
+          `require('http').createServer((q, s) => s.end('node ' + q.method + ' ' + q.url)).listen(${port}, '127.0.0.1')`,
+        ],
+        drive: (port) => fewRequests(port, ['/', '/a', '/b?c=d']),
+      },
+      'runc',
+    );
   });
 });
 
@@ -186,9 +200,9 @@ describe("the runtime's setup before it installs the filter", () => {
     it(`is learned from the container's cgroup without the seccomp gate, and kept out with it (${runtime})`, async () => {
       const command = ['busybox', 'true'];
       const ungated = await (
-        await startRecording({ learner, runtime, command, learnRuntimeSetup: true })
+        await startRecording({ learner, runtime, command, learnRuntimeSetup: true, portableTo: [] })
       ).done;
-      const gated = await (await startRecording({ learner, runtime, command })).done;
+      const gated = await (await startRecording({ learner, runtime, command, portableTo: [] })).done;
       const setupSeen = SETUP.filter((s) => ungated.syscalls.includes(s));
       assert.ok(
         setupSeen.length >= 3,
@@ -243,8 +257,20 @@ describe('concurrent recordings', () => {
       ];
       const mounts = [{ destination: dir, type: 'bind', source: dir, options: ['rbind', 'ro'] }];
       const [recA, recB] = await Promise.all([
-        startRecording({ learner, runtime: 'runc', command: script(sysinfo, `${dir}/a`), mounts }),
-        startRecording({ learner, runtime: 'crun', command: script(getrusage, `${dir}/b`), mounts }),
+        startRecording({
+          learner,
+          runtime: 'runc',
+          command: script(sysinfo, `${dir}/a`),
+          mounts,
+          portableTo: [],
+        }),
+        startRecording({
+          learner,
+          runtime: 'crun',
+          command: script(getrusage, `${dir}/b`),
+          mounts,
+          portableTo: [],
+        }),
       ]);
       for (const r of [recA, recB]) {
         r.container.stdout?.resume();

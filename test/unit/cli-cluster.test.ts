@@ -2,7 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultTraceName, parseSelector, tracePolicy } from '../../cli/trace.js';
 import { render, statusDetail, statusTable } from '../../cli/status.js';
-import { mergeOciProfiles, profilesFromText, toSpoSeccompProfile } from '../../cli/profile.js';
+import {
+  documentsFromText,
+  mergeOciProfiles,
+  profilesFromText,
+  seccompFromObservations,
+  toSpoSeccompProfile,
+} from '../../cli/profile.js';
 import { parsePolicy, type PahlevanPolicy } from '../../api/policy.js';
 
 test('trace selectors parse to matchLabels and give a DNS-label policy name', () => {
@@ -158,4 +164,42 @@ test('profile files may be OCI JSON, PahlevanProfile or SPO YAML; junk is refuse
   assert.deepEqual((spo.spec as { syscalls: unknown[] }).syscalls, [
     { action: 'SCMP_ACT_ALLOW', names: ['close', 'write'] },
   ]);
+});
+
+test('offline merge of node observations uses the controller merge, one container at a time', () => {
+  const obs = (node: string, syscalls: string[]) =>
+    JSON.stringify({
+      apiVersion: 'pahlevan.io/v1alpha1',
+      kind: 'PahlevanNodeObservation',
+      metadata: { name: `web.${node}`, namespace: 'shop' },
+      spec: {
+        policy: 'web',
+        node,
+        containers: [
+          {
+            name: 'app',
+            images: ['a:1'],
+            pods: ['p'],
+            syscalls: Object.fromEntries(syscalls.map((s) => [s, { count: 1, pods: 1 }])),
+            execs: {},
+            files: {},
+            ports: [],
+          },
+        ],
+      },
+    });
+  const a = documentsFromText(obs('n1', ['read']), 'n1.json');
+  const b = documentsFromText(obs('n2', ['write']), 'n2.json');
+  const [profile] = seccompFromObservations([...a.observations, ...b.observations], 'app');
+  const allowed = profile!.syscalls.filter((r) => r.action === 'SCMP_ACT_ALLOW').flatMap((r) => r.names);
+  assert.ok(allowed.includes('read') && allowed.includes('write'), 'union over nodes');
+  assert.equal(profile!.defaultAction, 'SCMP_ACT_ERRNO');
+  assert.throws(
+    () => seccompFromObservations(a.observations, 'nope'),
+    /no observations for container nope; they cover app/,
+  );
+  assert.throws(
+    () => documentsFromText('{"kind":"PahlevanNodeObservation","spec":{}}', 'bad.json'),
+    /bad.json: not a valid PahlevanNodeObservation/,
+  );
 });

@@ -37,6 +37,18 @@ describe('buildSeccompProfile', () => {
       'read',
     ]);
   });
+  it("adds other runtimes' calibrated post-filter syscalls and timing floors (portable profiles)", () => {
+    const p = buildSeccompProfile(['read'], {
+      arch: 'x86_64',
+      runtime: 'crun',
+      runtimes: ['runc'],
+      runtimeSyscalls: ['setgid', 'setuid', 'not a name'],
+    });
+    const names = p.syscalls[0]!.names;
+    for (const s of ['read', 'setgid', 'setuid', ...RUNTIME_TIMING_SYSCALLS.runc])
+      assert.ok(names.includes(s), s);
+    assert.ok(!names.includes('not a name'));
+  });
   it('optionally carries the arm64 names of the same set', () => {
     const p = buildSeccompProfile(['open', 'read'], { arch: 'x86_64', includeArm64: true });
     assert.deepEqual(p.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_AARCH64']);

@@ -276,6 +276,14 @@ test('profiles not usable on every ready node, stale, of another image or with u
   }
 });
 
+test('a profile learned from several images (comma-separated) attaches to each of them', () => {
+  const entry = profileEntry('web', PROFILE_HASH_WEB, PATH_WEB, {
+    image: 'registry.example.com/shop/web:1.4.1,registry.example.com/shop/web:1.4.2',
+  });
+  const { after } = mutate(webPod(), [policy({ status: { profiles: [entry] } })]);
+  assert.deepEqual(seccompOf(after, 'containers', 'web'), { type: 'Localhost', localhostProfile: PATH_WEB });
+});
+
 test('a stale profile-hash label copied into a pod without profiles is removed', () => {
   const pod = webPod({ labels: { app: 'web', [LABEL_PROFILE_HASH]: 'deadbeefdeadbeef' } });
   const { after } = mutate(pod, [policy({ status: {} })]);

@@ -19,16 +19,22 @@ async function demo(
   const dir = mkdtempSync('/var/tmp/pahlevan-demo-test-');
   const metrics = new AgentMetrics();
   const log: string[] = [];
-  const result = await runDemo({ runtime, rounds, keepDir: dir, metrics, log: (l) => log.push(l) });
-  return { result, dir, metrics, log };
+  try {
+    const result = await runDemo({ runtime, rounds, keepDir: dir, metrics, log: (l) => log.push(l) });
+    return { result, dir, metrics, log };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${(err as Error).message}\n${log.join('\n')}`);
+  }
 }
 
 test(
   'pahlevan demo with runc and crun: learn, enforce, attack; the report is the run',
   { timeout: 300_000 },
   async () => {
-    const runs = [await demo('runc', 3), await demo('crun', 5)];
+    const runs = [await demo('runc', 3)];
     try {
+      runs.push(await demo('crun', 5));
       for (const [i, { result: r, dir, metrics }] of runs.entries()) {
         const rounds = i === 0 ? 3 : 5;
         const requests = rounds * NORMAL_PATHS.length;

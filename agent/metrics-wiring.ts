@@ -61,6 +61,21 @@ export function instrumentPorts(
   if (ports.enforcer) {
     const inner = ports.enforcer;
     const targets = new Map<bigint, EnforcementTarget>();
+    const lastCounts = new Map<bigint, Map<string, number>>();
+    const count_ = (cgroupId: bigint, layer: string, count: number): void => {
+      const t = targets.get(cgroupId);
+      const mode = t?.modes[layer as keyof EnforcementTarget['modes']];
+      metrics.violation(
+        {
+          namespace: t?.namespace ?? 'unknown',
+          policy: t?.policy ?? 'unknown',
+          container: t?.container ?? 'unknown',
+          layer,
+          action: (mode && ACTION[mode]) ?? 'log',
+        },
+        count,
+      );
+    };
     out.enforcer = {
       probe: async () => {
         const layers = await inner.probe();
@@ -74,25 +89,34 @@ export function instrumentPorts(
       apply: async (cgroupId, target) => {
         await inner.apply(cgroupId, target);
         if (target) targets.set(cgroupId, target);
-        else targets.delete(cgroupId);
+        else {
+          targets.delete(cgroupId);
+          lastCounts.delete(cgroupId);
+        }
         metrics.containersWatched.set({ mode: 'enforcing' }, targets.size);
       },
       onViolation: (listener) =>
         inner.onViolation((cgroupId, layer, what, count) => {
-          const t = targets.get(cgroupId);
-          const mode = t?.modes[layer];
-          metrics.violation(
-            {
-              namespace: t?.namespace ?? 'unknown',
-              policy: t?.policy ?? 'unknown',
-              container: t?.container ?? 'unknown',
-              layer,
-              action: (mode && ACTION[mode]) ?? 'log',
-            },
-            count,
-          );
+          // With kernel counters (violationCounts), an event only says "look now": counted below instead.
+          if (!inner.violationCounts) count_(cgroupId, layer, count);
           listener(cgroupId, layer, what, count);
         }),
+      ...(inner.violationCounts
+        ? {
+            violationCounts: async (cgroupId: bigint) => {
+              const counts = await inner.violationCounts!(cgroupId);
+              let last = lastCounts.get(cgroupId);
+              if (!last) lastCounts.set(cgroupId, (last = new Map()));
+              for (const c of counts) {
+                const key = `${c.layer}|${c.what}`;
+                const delta = c.count - (last.get(key) ?? 0);
+                last.set(key, c.count);
+                if (delta > 0) count_(cgroupId, c.layer, delta);
+              }
+              return counts;
+            },
+          }
+        : {}),
     };
   }
   return out;

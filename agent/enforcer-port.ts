@@ -1,15 +1,13 @@
-// The enforcer as the cluster agent's EnforcerPort (agent/cluster/agent.ts): a published profile's
-// allow-lists (execs, files, ports) become a ContainerPolicy; the container's root and mounts are found
-// through one of its processes (/proc/<pid>/root), so overlay root filesystems resolve correctly.
+// What the cluster agent's enforcer port (agent/cluster/adapters.ts) needs from the node: a published
+// profile's allow-lists (execs, files, ports) as a ContainerPolicy, a pod container's cgroup and first
+// process (its root and mounts are /proc/<pid>/root, so overlay root filesystems resolve correctly), its veth.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Layer } from '../api/policy.js';
 import type { ProfileContent } from '../api/profile.js';
-import type { EnforcementTarget, EnforcerPort } from './cluster/agent.js';
 import { cgroup2Root } from './container.js';
 import type { PortRuleSpec } from './enforce-maps.js';
-import type { Enforcer, ContainerPolicy } from './enforcer.js';
+import type { ContainerPolicy } from './enforcer.js';
 import { entriesFromGlobs, generalisePaths } from './paths.js';
 
 const GLOB = /[*?[]/;
@@ -66,7 +64,8 @@ export function findCgroupDir(cgroupId: bigint, root = cgroup2Root().root, depth
   return walk(root, depth);
 }
 
-function firstPid(cgroupDir: string): number | undefined {
+/** The first process of a cgroup, or undefined when it has none (or is gone). */
+export function firstPid(cgroupDir: string): number | undefined {
   try {
     const pid = Number(readFileSync(join(cgroupDir, 'cgroup.procs'), 'utf8').split('\n')[0]);
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
@@ -94,56 +93,4 @@ export function hostVethOf(pid: number): { ifname: string; ifindex: number } | u
     // gone, or no iproute2: the socket hooks still apply
   }
   return undefined;
-}
-
-/**
- * Programs one pod container: its allow-lists resolved inside the container (/proc/<pid>/root, so overlay
- * root filesystems resolve to the right inodes), fanotify marks on its own mounts, and the TC filter on the
- * host end of its veth. The cluster agent's adapter calls this.
- */
-export async function enforcePodContainer(
-  enforcer: Enforcer,
-  cgroupId: bigint,
-  name: string,
-  policy: ContainerPolicy,
-): Promise<void> {
-  const dir = findCgroupDir(cgroupId);
-  const pid = dir ? firstPid(dir) : undefined;
-  await enforcer.enforce({ cgroupId, name, root: pid ? `/proc/${pid}/root` : '/' }, policy);
-  if (!pid) return;
-  await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
-  // New inbound flows are judged on the host end of the pod's veth (traffic leaving it towards the pod).
-  const veth = policy.modes.network !== 'Off' ? hostVethOf(pid) : undefined;
-  if (veth) await enforcer.attachInterface(cgroupId, veth.ifname, 'egress', veth.ifindex).catch(() => '');
-}
-
-export function enforcerPort(enforcer: Enforcer): EnforcerPort {
-  return {
-    probe: () => {
-      const layers = enforcer.layers();
-      return Promise.resolve({
-        active: layers.filter((l) => l.active).map((l) => l.layer),
-        missing: layers
-          .filter((l) => !l.active)
-          .map((l) => ({ layer: l.layer, reason: l.reason ?? 'unavailable' })),
-      });
-    },
-    async apply(cgroupId: bigint, target: EnforcementTarget | undefined) {
-      if (!target) {
-        await enforcer.forget(cgroupId);
-        return;
-      }
-      await enforcePodContainer(
-        enforcer,
-        cgroupId,
-        `${target.namespace}/${target.policy}/${target.container}`,
-        policyFromProfile(target.profile, target.modes),
-      );
-    },
-    onViolation(listener: (cgroupId: bigint, layer: Layer, what: string, count: number) => void) {
-      enforcer.on('violation', (v) =>
-        listener(v.cgid, v.layer, `${v.what}${v.denied ? '' : ' (allowed: Monitor)'}`, 1),
-      );
-    },
-  };
 }

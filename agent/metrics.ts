@@ -29,9 +29,8 @@ export class AgentMetrics {
   readonly violationsLost: Counter<'layer'>;
   readonly layersActive: Gauge<'node' | 'layer'>;
   readonly profilesInstalled: Gauge;
-  /** Read at scrape time (see trackLosses, trackProfiles). */
+  /** Read at scrape time (see trackLosses). */
   private readLosses?: () => Promise<{ eventsLost: number; objectsDropped: number }>;
-  private readProfiles?: () => number;
   private lossesSeen = { eventsLost: 0, objectsDropped: 0 };
 
   constructor(options: { registry?: Registry; processMetrics?: boolean } = {}) {
@@ -96,20 +95,12 @@ export class AgentMetrics {
       name: 'pahlevan_agent_profiles_installed',
       help: 'Seccomp profiles installed under the kubelet seccomp root on this node.',
       registers,
-      collect() {
-        if (self.readProfiles) this.set(self.readProfiles());
-      },
     });
   }
 
   /** The learner's loss counters (agent/learner.ts lossCounters), read at each scrape. */
   trackLosses(read: () => Promise<{ eventsLost: number; objectsDropped: number }>): void {
     this.readLosses = read;
-  }
-
-  /** How many profiles are installed on this node (the installer's listInstalled), read at each scrape. */
-  trackProfiles(read: () => number): void {
-    this.readProfiles = read;
   }
 
   learned(kind: BehaviourKind, count = 1): void {

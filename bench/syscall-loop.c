@@ -1,5 +1,5 @@
 // Tight syscall loop for bench/learner.ts: `syscall-loop getppid|openat|nr=N ITERATIONS [--seccomp]`.
-// Prints the mean ns per iteration; with nr=N (a raw syscall with zero arguments, used by the kernel
+// Prints the mean ns per iteration; with nr=N (a raw syscall with an invalid first argument, used by the kernel
 // tests to probe a profile) and 1 iteration it prints `ret=R errno=E` instead. --seccomp first installs an allow-all filter, as a container
 // runtime would, so the learner's watched path (which counts only tasks under a filter) is exercised.
 #include <errno.h>
@@ -40,7 +40,9 @@ int main(int argc, char **argv)
 		long nr = atol(argv[1] + 3), ret = 0;
 		for (long i = 0; i < n; i++) {
 			errno = 0;
-			ret = syscall(nr, 0, 0, 0, 0, 0);
+			// An invalid first argument: when allowed, the call fails harmlessly instead of acting
+			// (ptrace(PTRACE_TRACEME) would make the runtime our tracer and can leave us in ptrace_stop).
+			ret = syscall(nr, -1L, 0, 0, 0, 0);
 		}
 		printf("ret=%ld errno=%d\n", ret, ret < 0 ? errno : 0);
 		return 0;

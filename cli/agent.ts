@@ -107,8 +107,8 @@ export function register(program: Command): void {
           });
         const kubeConfig = loadKubeConfig(opts.kubeconfig);
         const loaded = await loadPorts(log, opts.pinDir, opts.cgroupRoot);
-        // Watched containers, first-seen events and violations are counted at the ports; learned behaviours
-        // by the ClusterAgent's store (once per policy and container).
+        // Learned behaviours are counted at the learner port (once per container and behaviour); the
+        // ClusterAgent counts the rest (watched containers, first-seen events, violations, layers, profiles).
         const ports = { ...loaded, ...instrumentPorts(loaded, metrics, node) };
         const agent = new ClusterAgent({
           node,

@@ -44,32 +44,42 @@ export function register(program: Command): void {
     .option('--resync <ms>', 'reconcile every policy at least this often', '5000')
     .option('--metrics-port <port>', 'serve Prometheus metrics on :PORT/metrics (0: off)', '9465')
     .action(
-      async (opts: {
-        kubeconfig?: string;
-        namespace?: string;
-        leaseNamespace: string;
-        leaseName: string;
-        identity?: string;
-        resync: string;
-        metricsPort: string;
-      }) => {
-        const metricsPort = Number(opts.metricsPort);
-        if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {
-          console.error(
-            `pahlevan controller: --metrics-port ${opts.metricsPort}: expected a port (0 turns it off)`,
+      async (
+        opts: {
+          kubeconfig?: string;
+          namespace?: string;
+          leaseNamespace: string;
+          leaseName: string;
+          identity?: string;
+          resync: string;
+          metricsPort: string;
+        },
+        command: Command,
+      ) => {
+        const resyncMs = Number(opts.resync);
+        if (!Number.isInteger(resyncMs) || resyncMs < 100)
+          command.error(
+            `error: --resync: expected milliseconds (an integer >= 100), got ${JSON.stringify(opts.resync)}`,
           );
-          process.exit(2);
+        const metricsPort = Number(opts.metricsPort);
+        if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)
+          command.error(`error: --metrics-port ${opts.metricsPort}: expected a port (0 turns it off)`);
+        let kubeConfig: KubeConfig;
+        try {
+          kubeConfig = loadKubeConfig(opts.kubeconfig);
+        } catch (err) {
+          command.error(`error: cannot load the kubeconfig: ${(err as Error).message}`);
         }
         const metrics = new ControllerMetrics({ processMetrics: true });
         const metricsServer = metricsPort > 0 ? await serveMetrics(metrics.registry, metricsPort) : undefined;
         const controller = await runController({
           metrics,
-          kubeConfig: loadKubeConfig(opts.kubeconfig),
+          kubeConfig,
           namespace: opts.namespace,
           leaseNamespace: opts.leaseNamespace,
           leaseName: opts.leaseName,
           identity: opts.identity,
-          resyncMs: Number(opts.resync),
+          resyncMs,
         });
         const shutdown = () => {
           metricsServer?.close();

@@ -65,6 +65,7 @@ const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}Ã
 const ms = (x: number): string => (x >= 100 ? `${Math.round(x)} ms` : `${x.toFixed(2)} ms`);
 const pad = (s: string, n: number): string =>
   s.length >= n ? s.slice(0, n - 1) + ' ' : s + ' '.repeat(n - s.length);
+const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
 const list = (xs: readonly string[], max: number): string =>
   xs.length === 0
     ? 'none'
@@ -84,7 +85,8 @@ export function formatDemoReport(r: DemoResult): string {
     `Pahlevan demo report  (${r.runtime}, Linux ${r.kernel})`,
     '',
     `Learned      in ${(r.learning.durationMs / 1000).toFixed(1)} s from ${r.learning.requests} requests: ` +
-      `${r.learning.syscalls} syscalls, ${r.learning.execs} executables, ${r.learning.files} files, ${r.learning.ports} ports (${r.learning.eventsLost} events lost)`,
+      `${count(r.learning.syscalls, 'syscall')}, ${count(r.learning.execs, 'executable')}, ` +
+      `${count(r.learning.files, 'file')}, ${count(r.learning.ports, 'port')} (${r.learning.eventsLost} events lost)`,
     `Syscalls     ${s.syscallsAllowed} allowed vs ${s.runtimeDefaultSyscalls} in the runtime default ` +
       `(${Math.round(s.reductionVsDefault * 100)}% fewer)`,
     `             dangerous still allowed: ${list(s.dangerousAllowed, 6)}`,

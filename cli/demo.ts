@@ -89,6 +89,22 @@ function withExtraSyscalls(profile: OciSeccompProfile, extra: readonly string[])
   return { ...profile, syscalls: [...profile.syscalls, { names: missing, action: 'SCMP_ACT_ALLOW' }] };
 }
 
+/** What must be undone if the demo is interrupted (Ctrl-C, a closed pipe): newest first. */
+const abortSteps: (() => Promise<void>)[] = [];
+
+function onAbort(step: () => Promise<void>): () => void {
+  abortSteps.push(step);
+  return () => {
+    const i = abortSteps.lastIndexOf(step);
+    if (i >= 0) abortSteps.splice(i, 1);
+  };
+}
+
+/** Stops the containers, the learner and the enforcer of a demo in progress and removes its files. */
+export async function abortDemo(): Promise<void> {
+  while (abortSteps.length > 0) await abortSteps.pop()!().catch(() => undefined);
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -194,6 +210,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   writeFileSync(join(srv, 'secrets/db-password'), secret + '\n', { mode: 0o600 });
   const mounts = [{ destination: '/srv', type: 'bind', source: srv, options: ['rbind', 'ro'] }];
   const profileDir = join(work, 'profile');
+  const dropWork = onAbort(async () => {
+    if (!options.keepDir) rmSync(work, { recursive: true, force: true });
+  });
   const exfil = await exfilListener();
   const ctx = { exfilPort: exfil.port, secretRelative: '../secrets/db-password' };
   const serviceCommand = (port: number): string[] => [
@@ -217,9 +236,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       command: serviceCommand(servicePort),
       mounts,
     });
+    const dropBase = onAbort(() => baseContainer.cleanup());
     let baseline: { traffic: TrafficResult; startupMs: number; attacks: AttackOutcome[] };
     try {
-      const startupMs = await waitForService(servicePort, STARTUP_TIMEOUT_MS);
+      const startupMs = await waitForService(
+        servicePort,
+        STARTUP_TIMEOUT_MS,
+        () => !exitedEarly(baseContainer),
+      );
       const traffic = await normalTraffic(servicePort, options.rounds, progress);
       const attacks = (await runAttacks(servicePort, ctx)).map((a) => a.outcome);
       baseline = { traffic, startupMs, attacks };
@@ -227,6 +251,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       await Promise.race([baseContainer.exited, new Promise((r) => setTimeout(r, 5000))]);
     } finally {
       await baseContainer.cleanup();
+      dropBase();
     }
     const exfilBaseline = exfil.received();
     log(
@@ -238,6 +263,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     log(`[2/4] Learning: the sample service under the eBPF learner while normal traffic runs`);
     const learnStarted = Date.now();
     const learner = await Learner.start({ pinDir: `/sys/fs/bpf/pahlevan-demo-${process.pid}` });
+    const dropLearner = onAbort(async () => {
+      await learner.stop();
+      Learner.removePins(learner.pinDir);
+    });
     const firstSeen: Record<string, number> = { syscall: 0, exec: 0, file: 0, net: 0 };
     learner.on('event', (ev) => {
       firstSeen[ev.kind] = (firstSeen[ev.kind] ?? 0) + 1;
@@ -256,6 +285,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         learner,
         stdio: 'pipe',
       });
+      const dropRecording = onAbort(() => recording.container.cleanup());
       recording.container.stdout?.resume();
       recording.container.stderr?.resume();
       options.metrics?.containersWatched.set({ mode: 'learning' }, 1);
@@ -276,11 +306,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       } finally {
         // stop() is a no-op for an exited container and returns what was learned.
         record = await recording.stop();
+        dropRecording();
         options.metrics?.containersWatched.set({ mode: 'learning' }, 0);
       }
     } finally {
       await learner.stop();
       Learner.removePins(learner.pinDir);
+      dropLearner();
     }
     writeRecording(profileDir, record);
     const learnMs = Date.now() - learnStarted;
@@ -305,6 +337,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     // 3. Enforcement: the learned profile and allow-lists on every layer this kernel has, normal traffic replayed.
     log(`[3/4] Enforcing: the learned profile and allow-lists (mode Enforce), normal traffic replayed`);
     const enforcer = await Enforcer.start({ cgroupAttachDir: join(cgroup2Root().root, 'pahlevan') });
+    const dropEnforcer = onAbort(() => enforcer.stop());
     const layers = enforcer.layers();
     for (const l of layers)
       log(
@@ -348,6 +381,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         enforcer,
         stdio: 'pipe',
       });
+      const dropRun = onAbort(() => run.close());
       const container = run.container;
       const containerOutput: string[] = [];
       for (const stream of [container.stdout, container.stderr])
@@ -389,10 +423,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         );
       } finally {
         await run.close();
+        dropRun();
         options.metrics?.containersWatched.set({ mode: 'enforcing' }, 0);
       }
     } finally {
       await enforcer.stop();
+      dropEnforcer();
     }
     const exfilEnforced = exfil.received() - exfilBaseline;
 
@@ -444,6 +480,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     };
   } finally {
     await exfil.close();
+    dropWork();
     if (!options.keepDir) rmSync(work, { recursive: true, force: true });
   }
 }
@@ -469,6 +506,15 @@ export function register(program: Command): void {
         if (!Number.isInteger(rounds) || rounds < 1)
           throw new Error(`--rounds ${opts.rounds}: expected a positive integer`);
         const tty = process.stderr.isTTY;
+        // Interrupted: clean up (containers, BPF programs, files) before leaving. A closed pipe (| head) is
+        // not a reason to leave containers behind either.
+        const interrupt = (signal: string): void => {
+          process.stderr.write(`\npahlevan demo: ${signal}, cleaning up\n`);
+          void abortDemo().finally(() => process.exit(130));
+        };
+        process.once('SIGINT', () => interrupt('interrupted'));
+        process.once('SIGTERM', () => interrupt('terminated'));
+        for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
         const result = await runDemo({
           runtime: opts.runtime,
           rounds,

@@ -3,7 +3,7 @@
 import type { Learner, LearnerEvent, Observation } from '../learner.js';
 import type { ContainerPolicy, Enforcer } from '../enforcer.js';
 import { MAX_RANGE_PORTS, type PortRuleSpec } from '../enforce-maps.js';
-import { enforcePodContainer, policyFromProfile } from '../enforcer-port.js';
+import { findCgroupDir, firstPid, hostVethOf, policyFromProfile } from '../enforcer-port.js';
 import { detectCgroupV2Root } from './attribution.js';
 import type { EnforcementTarget, EnforcerPort, LearnerPort, Logger } from './agent.js';
 import type { Behaviour } from './observations.js';
@@ -103,7 +103,11 @@ export function enforcerPolicy(target: EnforcementTarget): { policy: ContainerPo
  * veth) and adds what the cluster needs: exact violation counts from the kernel counters, loopback as the
  * enforcer's flag, and a clear downgrade for port ranges the maps cannot hold.
  */
-export function enforcerPort(enforcer: Enforcer, log?: Logger): EnforcerPort {
+export function enforcerPort(
+  enforcer: Enforcer,
+  log?: Logger,
+  cgroupRoot: string = detectCgroupV2Root(),
+): EnforcerPort {
   return {
     async probe() {
       const states = enforcer.layers();
@@ -120,8 +124,23 @@ export function enforcerPort(enforcer: Enforcer, log?: Logger): EnforcerPort {
       const name = `${target.namespace}/${target.policy}/${target.container}`;
       const { policy, warnings } = enforcerPolicy(target);
       for (const w of warnings) log?.warn({ container: name, profile: target.profileName }, w);
-      // Resolved inside the pod's container, with its own mounts and its veth (agent/enforcer-port.ts).
-      await enforcePodContainer(enforcer, cgroupId, name, policy);
+      // The container's root and mounts as one of its processes sees them (overlay root filesystems).
+      const dir = findCgroupDir(cgroupId, cgroupRoot);
+      const pid = dir ? firstPid(dir) : undefined;
+      const root = pid ? `/proc/${pid}/root` : '/';
+      const { missingPaths } = await enforcer.enforce({ cgroupId, name, root }, policy);
+      if (missingPaths.length)
+        log?.warn(
+          { container: name, missingPaths: missingPaths.slice(0, 20) },
+          'allowed paths not found on this node',
+        );
+      if (pid) await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+      // New inbound flows are judged on the host end of the pod's veth.
+      const veth = pid && policy.modes.network !== 'Off' ? hostVethOf(pid) : undefined;
+      if (veth)
+        await enforcer
+          .attachInterface(cgroupId, veth.ifname, 'egress', veth.ifindex)
+          .catch((err: Error) => log?.warn({ container: name, err: err.message }, 'TC filter not attached'));
     },
     onViolation(listener) {
       enforcer.on('violation', (v) => listener(v.cgid, v.layer, v.what, 1));
@@ -177,7 +196,7 @@ export async function createNodePorts(
   }
   return {
     learner: learnerPort(learner, log),
-    ...(enforcer ? { enforcer: enforcerPort(enforcer, log) } : {}),
+    ...(enforcer ? { enforcer: enforcerPort(enforcer, log, cgroupRoot) } : {}),
     close: async () => {
       await enforcer?.stop();
       await learner.stop();

@@ -169,6 +169,7 @@ export class ClusterAgent {
   private speculative = new Set<string>();
   private readonly applied = new Map<string, string>();
   private readonly lastCounts = new Map<string, Map<string, number>>();
+  private readonly appliedModes = new Map<string, Record<Layer, Mode | 'Off'>>();
   private readonly lastWhat = new Map<string, string>();
   private readonly pollTimers = new Map<string, NodeJS.Timeout>();
   private caches: WatchedCache<never>[] = [];
@@ -200,7 +201,6 @@ export class ClusterAgent {
       onWritten: (key, name) => this.log.debug({ policy: key, name }, 'observations written'),
     });
     this.installer = new ProfileInstaller(opts.kubeletRoot, opts.seccompRoot);
-    opts.metrics?.trackProfiles(() => this.installer.listInstalled().length);
     opts.learner?.onBehaviour((cgroupId, behaviours) => this.onBehaviour(cgroupId, behaviours));
     opts.enforcer?.onViolation((cgroupId, layer, what, count) =>
       this.onViolation(cgroupId, layer, what, count),
@@ -255,6 +255,11 @@ export class ClusterAgent {
       try {
         const layers = await this.opts.enforcer.probe();
         this.store.setLayers(layers);
+        this.opts.metrics?.setLayers(
+          this.opts.node,
+          layers.active,
+          layers.missing.map((m) => m.layer),
+        );
         this.log.info({ layers }, 'enforcement layers probed');
         for (const m of layers.missing)
           this.log.warn(m, `enforcement layer ${m.layer} is missing on this node`);
@@ -402,8 +407,10 @@ export class ClusterAgent {
         if (change.was?.policy) this.store.forgetInstance(change.was.policy, change.was.containerId);
         this.lastCounts.delete(change.cgroupId);
         for (const layer of LAYERS) this.lastWhat.delete(`${change.cgroupId}|${layer}`);
+        this.appliedModes.delete(change.cgroupId);
         if (this.applied.delete(change.cgroupId))
           await this.opts.enforcer?.apply(BigInt(change.cgroupId), undefined);
+        this.updateGauges();
       });
     } else {
       const pending = this.pending.get(change.cgroupId);
@@ -453,6 +460,14 @@ export class ClusterAgent {
       this.watched.delete(cgroupId);
       this.enqueue(cgroupId, () => learner.unwatch(BigInt(cgroupId)));
     }
+    this.updateGauges();
+  }
+
+  private updateGauges(): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    m.containersWatched.set({ mode: 'learning' }, this.watched.size);
+    m.containersWatched.set({ mode: 'enforcing' }, this.applied.size);
   }
 
   /** Enforcement state of every bound container, after policy/profile changes. */
@@ -473,6 +488,7 @@ export class ClusterAgent {
     const id = BigInt(cgroupId);
     if (target && who && policy) {
       this.applied.set(cgroupId, targetKey!);
+      this.appliedModes.set(cgroupId, target.modes);
       this.enqueue(cgroupId, () =>
         enforcer.apply(id, {
           namespace: who.namespace,
@@ -483,8 +499,10 @@ export class ClusterAgent {
       );
     } else if (this.applied.has(cgroupId)) {
       this.applied.delete(cgroupId);
+      this.appliedModes.delete(cgroupId);
       this.enqueue(cgroupId, () => enforcer.apply(id, undefined));
     }
+    this.updateGauges();
   }
 
   private source(who: Attribution): Source | undefined {
@@ -501,6 +519,7 @@ export class ClusterAgent {
   /** Learner events: attribute, then record; unknown cgroups wait for the kubelet to report the container. */
   onBehaviour(cgroupIdIn: bigint, behaviours: Behaviour[]): void {
     const cgroupId = normaliseCgroupId(cgroupIdIn);
+    for (const b of behaviours) this.opts.metrics?.firstSeenEvents.inc({ kind: b.kind });
     const who = this.table.resolve(cgroupId);
     if (!who) {
       this.holdPending(cgroupId, behaviours);
@@ -543,7 +562,22 @@ export class ClusterAgent {
     const who = this.table.resolve(cgroupId);
     const source = who && this.source(who);
     if (!source) return;
+    this.recordViolation(cgroupId, source, layer, what, count);
+  }
+
+  private recordViolation(cgroupId: string, source: Source, layer: Layer, what: string, count: number): void {
     this.store.recordViolation(source, layer, what, count);
+    const mode = this.appliedModes.get(cgroupId)?.[layer];
+    this.opts.metrics?.violation(
+      {
+        namespace: source.policy.namespace,
+        policy: source.policy.name,
+        container: source.containerName,
+        layer,
+        action: mode === 'Enforce' ? 'deny' : mode === 'Alert' ? 'alert' : 'log',
+      },
+      count,
+    );
   }
 
   private schedulePoll(cgroupId: string): void {
@@ -572,7 +606,7 @@ export class ClusterAgent {
       if (delta <= 0 || !source) continue;
       // Layers whose counters have no detail are named after their latest event.
       const what = c.what === '*' ? (this.lastWhat.get(`${cgroupId}|${c.layer}`) ?? c.layer) : c.what;
-      this.store.recordViolation(source, c.layer, what, delta);
+      this.recordViolation(cgroupId, source, c.layer, what, delta);
     }
   }
 
@@ -613,6 +647,7 @@ export class ClusterAgent {
         .map((p) => p!.localhostProfile!),
     );
     const result = this.installer.reconcile(wanted, inUse);
+    this.opts.metrics?.profilesInstalled.set(this.installer.listInstalled().length);
     for (const f of result.failed) this.log.error(f, 'installing profile failed');
     if (result.removed.length) this.log.info({ removed: result.removed }, 'removed unreferenced profiles');
     const installed = new Set(result.installed);

@@ -18,7 +18,8 @@
 // - field selectors (metadata.name, metadata.namespace, and per kind: pods spec.nodeName/status.phase, events
 //   involvedObject.*) and label selectors (=, ==, !=, in, notin, exists, !key);
 // - uid, creationTimestamp, generateName; namespaces must exist for namespaced creates; deleting a namespace
-//   deletes what is in it (at once: there is no Terminating phase here).
+//   deletes what is in it (at once: there is no Terminating phase here); objects whose ownerReferences name a
+//   deleted object are deleted too (the garbage collector's background propagation, done at once).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -926,7 +927,24 @@ export class FakeApiServer {
     const gone = clone(old);
     gone.metadata.resourceVersion = String(this.nextRv());
     this.record(type, { rv: this.rv, type: 'DELETED', object: clone(gone) });
+    this.collectDependents(String(old.metadata.uid));
     return gone;
+  }
+
+  /**
+   * The garbage collector's background propagation, done at once: objects whose ownerReferences name the
+   * deleted object go too (kube-controller-manager does this asynchronously; the end state is the same).
+   */
+  private collectDependents(ownerUid: string): void {
+    for (const [key, t] of this.types)
+      for (const o of [...this.objects.get(key)!.values()]) {
+        const refs = (o.metadata.ownerReferences as { uid?: string }[] | undefined) ?? [];
+        if (
+          refs.some((r) => r.uid === ownerUid) &&
+          this.objects.get(key)!.has(this.key(o.metadata.namespace, o.metadata.name!))
+        )
+          this.delete(t, o.metadata.namespace, o.metadata.name!);
+      }
   }
 
   list(
@@ -1056,6 +1074,7 @@ export class FakeApiServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    if (this.requests.length > 20_000) this.requests.splice(0, 10_000); // long runs: keep the recent ones
     try {
       const raw = await readBody(req);
       if (!this.available)

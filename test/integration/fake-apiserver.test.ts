@@ -590,3 +590,22 @@ test('a created CustomResourceDefinition is served, cluster-scoped custom resour
     ['w1'],
   );
 });
+
+test('garbage collection: dependents named in ownerReferences go with their owner', async () => {
+  const owner = await core.createNamespacedConfigMap({
+    namespace: 'default',
+    body: { metadata: { name: 'owner' } },
+  });
+  await core.createNamespacedConfigMap({
+    namespace: 'default',
+    body: {
+      metadata: {
+        name: 'dependent',
+        ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata!.uid! }],
+      },
+    },
+  });
+  await core.deleteNamespacedConfigMap({ name: 'owner', namespace: 'default' });
+  const err = await apiErrorOf(core.readNamespacedConfigMap({ name: 'dependent', namespace: 'default' }));
+  assert.equal(err.code, 404);
+});

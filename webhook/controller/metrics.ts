@@ -2,7 +2,7 @@
 // self-healing actions, learning progress and the attack surface of each published profile.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { newRegistry } from '../../api/metrics.js';
-import { PHASES, type AttackSurface, type Phase, type PolicyStatus } from '../../api/policy.js';
+import { PHASES, type AttackSurface, type Phase } from '../../api/policy.js';
 
 type PolicyLabels = 'namespace' | 'policy';
 type ContainerLabels = PolicyLabels | 'container';
@@ -25,7 +25,6 @@ export class ControllerMetrics {
   readonly surfacePorts: Gauge<ContainerLabels | 'direction'>;
   readonly surfaceRisk: Gauge<ContainerLabels>;
   readonly leader: Gauge;
-  private readonly acksSeen = new Map<string, number>();
 
   constructor(options: { registry?: Registry; processMetrics?: boolean } = {}) {
     const registers = [(this.registry = options.registry ?? newRegistry(options))];
@@ -143,49 +142,6 @@ export class ControllerMetrics {
     this.surfaceRisk.set(labels, surface.riskScore);
   }
 
-  /**
-   * Everything one reconcile of a policy shows, derived from the status it wrote: phase, learning progress,
-   * profile rollout, attack surface; plus the merge (timed), publications and the self-healing action.
-   */
-  recordReconcile(r: {
-    namespace: string;
-    policy: string;
-    status: PolicyStatus;
-    mergeSeconds: number;
-    merged: boolean;
-    published: number;
-    action?: string | undefined;
-  }): void {
-    const labels = { namespace: r.namespace, policy: r.policy };
-    this.merges.inc({ result: r.merged ? 'changed' : 'unchanged' });
-    this.mergeDuration.observe(r.mergeSeconds);
-    if (r.status.phase) this.setPhase(r.namespace, r.policy, r.status.phase);
-    const l = r.status.learning;
-    if (l) {
-      for (const [kind, n] of [
-        ['syscall', l.syscalls],
-        ['exec', l.execs],
-        ['file', l.files],
-        ['port', l.ports],
-      ] as const)
-        this.learnedBehaviours.set({ ...labels, kind }, n);
-      this.stableWindows.set(labels, l.stableWindows);
-    }
-    for (const p of r.status.profiles ?? []) {
-      // A node acknowledges a version by installing it: count each new installation once.
-      const ackKey = `${r.namespace}/${r.policy}/${p.hash}`;
-      const before = this.acksSeen.get(ackKey) ?? 0;
-      if (p.nodesInstalled > before) this.nodeAcks.inc(labels, p.nodesInstalled - before);
-      this.acksSeen.set(ackKey, Math.max(before, p.nodesInstalled));
-      if (p.stale) continue;
-      this.profileNodesInstalled.set({ ...labels, container: p.container }, p.nodesInstalled);
-      this.profileNodesReady.set({ ...labels, container: p.container }, p.nodesReady);
-    }
-    for (const surface of r.status.attackSurface ?? []) this.setAttackSurface(r.namespace, r.policy, surface);
-    if (r.published > 0) this.publications.inc(labels, r.published);
-    if (r.action) this.selfHealingActions.inc({ ...labels, strategy: r.action });
-  }
-
   /** Drops every series of a deleted policy. */
   async forgetPolicy(namespace: string, policy: string): Promise<void> {
     type Removable = {
@@ -210,7 +166,5 @@ export class ControllerMetrics {
       for (const { labels } of (await metric.get()).values)
         if (labels.namespace === namespace && labels.policy === policy) metric.remove(labels);
     }
-    for (const key of this.acksSeen.keys())
-      if (key.startsWith(`${namespace}/${policy}/`)) this.acksSeen.delete(key);
   }
 }

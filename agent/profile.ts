@@ -1,26 +1,16 @@
 // Pure profile generation: a learned syscall set -> the OCI LinuxSeccomp subset (api/seccomp.ts) that
 // containerd, CRI-O, runc and crun accept. Deny by default (SCMP_ACT_ERRNO = EPERM), allow what was learned.
-import { ARCH_AMD64, ARCH_ARM64, type OciSeccompProfile } from '../api/seccomp.js';
+import {
+  ARCH_AMD64,
+  ARCH_ARM64,
+  RUNTIME_TIMING_SYSCALLS,
+  SIGNAL_SYSCALLS,
+  type OciSeccompProfile,
+} from '../api/seccomp.js';
+
+export { RUNTIME_TIMING_SYSCALLS, SIGNAL_SYSCALLS };
 import { arm64NamesOf, type Arch } from './syscall-table.js';
 import type { Runtime } from './container.js';
-
-/**
- * Syscalls a runtime may make after it installed the filter that a recording cannot be relied on to
- * see, because they depend on timing rather than on the workload. Everything else the runtime does under
- * the filter is learned, since the learner counts exactly the syscalls made under a seccomp filter.
- * - runc (Go): its init process keeps running Go code between seccomp() and execve(). Go's scheduler
- *   preempts goroutines with SIGURG (sysmon, asynchronous: it returns through rt_sigreturn) and parks and
- *   wakes threads with futex; whether either happens in that window is a race. PLATFORM.md measured
- *   runc 1.1.5 crashing in 5 of 40 starts without rt_sigreturn although no recording saw it.
- *   getpid + tgkill: how Go delivers the preemption signal to a thread; sched_yield, nanosleep: spinning
- *   and osyield in the same scheduler paths.
- * - crun (C, single-threaded): installs the filter immediately before execve and does nothing else,
- *   so no syscall is timing-dependent; execve itself is always learned.
- */
-export const RUNTIME_TIMING_SYSCALLS: Readonly<Record<Runtime, readonly string[]>> = {
-  runc: ['futex', 'rt_sigreturn', 'getpid', 'tgkill', 'sched_yield', 'nanosleep'],
-  crun: [],
-};
 
 export interface ProfileOptions {
   arch: Arch;
@@ -47,6 +37,7 @@ export function buildSeccompProfile(syscalls: Iterable<string>, options: Profile
     for (const n of arm64NamesOf([...names])) names.add(n);
   }
   if (names.size === 0) throw new Error('no syscalls learned: nothing ran under the recording filter');
+  for (const s of SIGNAL_SYSCALLS) names.add(s);
   return {
     defaultAction: 'SCMP_ACT_ERRNO',
     architectures,

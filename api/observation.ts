@@ -2,7 +2,7 @@
 // (node, policy), written only by that node's agent, so N agents never contend for one object; the controller
 // merges them. Everything learned lives here, in the API, so a controller restart or failover loses nothing.
 import { z } from 'zod';
-import { API_VERSION, Layer, ObjectMeta } from './policy.js';
+import { API_VERSION, Layer, SubdomainObjectMeta } from './policy.js';
 import { sha256Hex } from './names.js';
 
 export const OBSERVATION_KIND = 'PahlevanNodeObservation';
@@ -94,7 +94,7 @@ export const ObservationSpec = z.object({
 export const PahlevanNodeObservation = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(OBSERVATION_KIND),
-  metadata: ObjectMeta,
+  metadata: SubdomainObjectMeta,
   spec: ObservationSpec,
 });
 

@@ -308,6 +308,20 @@ export const ObjectMeta = z
   })
   .loose();
 
+/**
+ * Metadata of the agent- and controller-written kinds: their names join validated parts with dots
+ * (`<policy>.<node>`, `<policy>.<container>.<hash>`), so they are DNS-1123 subdomains, as Kubernetes allows.
+ */
+export const SubdomainObjectMeta = ObjectMeta.extend({
+  name: z
+    .string()
+    .max(253)
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+      error: (iss) => `expected a DNS-1123 subdomain, got ${JSON.stringify(iss.input)}`,
+    })
+    .optional(),
+});
+
 export const PahlevanPolicy = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(POLICY_KIND),

@@ -2,7 +2,7 @@
 // The name carries the content hash, so new content is a new object; agents install `seccomp` as the file
 // `<kubelet>/seccomp/<localhostProfile>` and program the allow-lists into the enforcement layers.
 import { z } from 'zod';
-import { API_VERSION, ObjectMeta } from './policy.js';
+import { API_VERSION, SubdomainObjectMeta } from './policy.js';
 import { OciSeccompProfile } from './seccomp.js';
 import { localhostProfilePath, sha256Hex } from './names.js';
 
@@ -51,7 +51,7 @@ export const ProfileSpec = ProfileContent.extend({
 export const PahlevanProfile = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(PROFILE_KIND),
-  metadata: ObjectMeta,
+  metadata: SubdomainObjectMeta,
   spec: ProfileSpec,
 });
 

@@ -22,6 +22,8 @@ import { startWebhookServer } from '../../webhook/server.js';
 import { ClusterPolicySource } from '../../webhook/policy-cache.js';
 import { ClusterAgent } from '../../agent/cluster/agent.js';
 import { createNodePorts } from '../../agent/cluster/adapters.js';
+import { AgentMetrics } from '../../agent/metrics.js';
+import { instrumentPorts } from '../../agent/metrics-wiring.js';
 import { Learner } from '../../agent/learner.js';
 import { CgroupScanner, detectCgroupV2Root } from '../../agent/cluster/attribution.js';
 import type { PahlevanNodeObservation } from '../../api/observation.js';
@@ -127,6 +129,7 @@ test('learn on two nodes, publish, attach, enforce, self-heal', { timeout: 300_0
     const proxy = await TcpProxy.start(api.port);
     cleanups.push(() => proxy.stop());
     const agents = new Map<string, ClusterAgent>();
+    const nodeMetrics = new Map<string, AgentMetrics>();
     const kubelets = new Map<string, SimKubelet>();
     for (const node of ['n1', 'n2']) {
       const nodeKc = new KubeConfig();
@@ -138,11 +141,15 @@ test('learn on two nodes, publish, attach, enforce, self-heal', { timeout: 300_0
       const logger = debug?.(node);
       const pinDir = `/sys/fs/bpf/pahlevan-e2e-${node}-${process.pid}`;
       cleanups.push(async () => Learner.removePins(pinDir));
-      const ports = await createNodePorts(logger ?? { info() {}, warn() {}, error() {}, debug() {} }, {
+      const loaded = await createNodePorts(logger ?? { info() {}, warn() {}, error() {}, debug() {} }, {
         pinDir,
         cgroupAttachDir: join(detectCgroupV2Root(), 'pahlevan'),
       });
-      cleanups.push(() => ports.close());
+      cleanups.push(() => loaded.close());
+      // Composed as `pahlevan agent` composes them: metrics counted at the ports.
+      const metrics = new AgentMetrics();
+      nodeMetrics.set(node, metrics);
+      const ports = { ...loaded, ...instrumentPorts(loaded, metrics, node) };
       const kubeletRoot = join(tmp, node, 'kubelet');
       const agent = new ClusterAgent({
         node,
@@ -156,6 +163,7 @@ test('learn on two nodes, publish, attach, enforce, self-heal', { timeout: 300_0
         ...(ports.learner ? { learner: ports.learner } : {}),
         ...(ports.enforcer ? { enforcer: ports.enforcer } : {}),
         ...(logger ? { logger } : {}),
+        metrics,
       });
       assert.ok(ports.learner, 'the real learner loaded');
       await agent.start();

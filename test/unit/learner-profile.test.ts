@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OciSeccompProfile } from '../../api/seccomp.js';
 import { bitmapToNumbers, decodeEvent } from '../../agent/learner.js';
-import { buildSeccompProfile, RUNTIME_TIMING_SYSCALLS } from '../../agent/profile.js';
+import { buildSeccompProfile, RUNTIME_TIMING_SYSCALLS, SIGNAL_SYSCALLS } from '../../agent/profile.js';
 import { behaviourOf } from '../../agent/recorder.js';
 import { arm64NamesOf, syscallName, syscallNumber } from '../../agent/syscall-table.js';
 
@@ -26,15 +26,17 @@ describe('buildSeccompProfile', () => {
     assert.deepEqual(p, {
       defaultAction: 'SCMP_ACT_ERRNO',
       architectures: ['SCMP_ARCH_X86_64'],
-      syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }],
+      syscalls: [{ names: ['read', 'restart_syscall', 'rt_sigreturn', 'write'], action: 'SCMP_ACT_ALLOW' }],
     });
     assert.ok(OciSeccompProfile.safeParse(p).success);
   });
   it("adds the runtime's timing-dependent syscalls", () => {
     const p = buildSeccompProfile(['read'], { arch: 'x86_64', runtime: 'runc' });
     for (const s of RUNTIME_TIMING_SYSCALLS.runc) assert.ok(p.syscalls[0]!.names.includes(s), s);
+    // crun adds nothing of its own: only what any workload may need when a signal arrives.
     assert.deepEqual(buildSeccompProfile(['read'], { arch: 'x86_64', runtime: 'crun' }).syscalls[0]!.names, [
       'read',
+      ...SIGNAL_SYSCALLS,
     ]);
   });
   it("adds other runtimes' calibrated post-filter syscalls and timing floors (portable profiles)", () => {
@@ -52,13 +54,13 @@ describe('buildSeccompProfile', () => {
   it('optionally carries the arm64 names of the same set', () => {
     const p = buildSeccompProfile(['open', 'read'], { arch: 'x86_64', includeArm64: true });
     assert.deepEqual(p.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_AARCH64']);
-    assert.deepEqual(p.syscalls[0]!.names, ['open', 'openat', 'read']);
+    assert.deepEqual(p.syscalls[0]!.names, ['open', 'openat', 'read', ...SIGNAL_SYSCALLS]);
   });
   it('refuses an empty set and drops names that are not syscall names', () => {
     assert.throws(() => buildSeccompProfile([], { arch: 'x86_64' }), /no syscalls learned/);
     assert.deepEqual(
       buildSeccompProfile(['read', 'Bad Name', '../x'], { arch: 'x86_64' }).syscalls[0]!.names,
-      ['read'],
+      ['read', ...SIGNAL_SYSCALLS],
     );
   });
 });

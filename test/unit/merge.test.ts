@@ -1,3 +1,4 @@
+import { ALWAYS_ALLOWED_SYSCALLS } from '../../api/seccomp.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -40,8 +41,11 @@ function obs(node: string, containers: ContainerObservation[]): ObservationSpec 
   };
 }
 
-const allowed = (m: ReturnType<typeof mergeObservations>, c = 0) =>
+const allNames = (m: ReturnType<typeof mergeObservations>, c = 0) =>
   m.containers[c]!.content.seccomp.syscalls.flatMap((r) => r.names);
+/** What the profile allows beyond the syscalls every profile carries (api/seccomp.ts). */
+const allowed = (m: ReturnType<typeof mergeObservations>, c = 0) =>
+  allNames(m, c).filter((n) => !ALWAYS_ALLOWED_SYSCALLS.includes(n));
 
 test('union over nodes with per-syscall coverage of nodes and pods', () => {
   const m = mergeObservations(spec(), [
@@ -72,10 +76,14 @@ test('union over nodes with per-syscall coverage of nodes and pods', () => {
 });
 
 test('explicit allow adds, explicit deny wins over learned and allowed', () => {
-  const m = mergeObservations(spec({ syscalls: { allow: ['futex', 'ptrace'], deny: ['ptrace', 'mount'] } }), [
-    obs('n1', [container('web', ['read', 'mount'])]),
-  ]);
-  assert.deepEqual(allowed(m), ['futex', 'read']);
+  const m = mergeObservations(
+    spec({ syscalls: { allow: ['keyctl', 'ptrace'], deny: ['ptrace', 'mount', 'futex'] } }),
+    [obs('n1', [container('web', ['read', 'mount'])])],
+  );
+  assert.deepEqual(allowed(m), ['keyctl', 'read']);
+  // Deny wins even over the syscalls every profile carries.
+  assert.ok(!allNames(m).includes('futex'));
+  for (const s of ALWAYS_ALLOWED_SYSCALLS.filter((n) => n !== 'futex')) assert.ok(allNames(m).includes(s), s);
 });
 
 test('files: write intent is an OR over nodes, deny globs remove, allow adds writable', () => {
@@ -144,7 +152,10 @@ test('deterministic: any order of nodes and keys gives the same content and hash
       const b = mergeObservations(spec(), shuffled);
       assert.equal(a.containers[0]!.hash, b.containers[0]!.hash);
       assert.deepEqual(a.containers[0]!.content, b.containers[0]!.content);
-      assert.deepEqual(allowed(a), [...new Set(perNode.flat())].sort());
+      assert.deepEqual(
+        allowed(a),
+        [...new Set(perNode.flat())].filter((n) => !ALWAYS_ALLOWED_SYSCALLS.includes(n)).sort(),
+      );
     }),
   );
 });
@@ -152,7 +163,7 @@ test('deterministic: any order of nodes and keys gives the same content and hash
 test('behaviour hash changes with new behaviour, not with explicit policy additions', () => {
   const base = [obs('n1', [container('web', ['read'])])];
   const a = mergeObservations(spec(), base).containers[0]!;
-  const b = mergeObservations(spec({ syscalls: { allow: ['futex'] } }), base).containers[0]!;
+  const b = mergeObservations(spec({ syscalls: { allow: ['keyctl'] } }), base).containers[0]!;
   const c = mergeObservations(spec(), [obs('n1', [container('web', ['read', 'write'])])]).containers[0]!;
   assert.equal(a.behaviourHash, b.behaviourHash);
   assert.notEqual(a.hash, b.hash);

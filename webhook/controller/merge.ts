@@ -10,7 +10,12 @@ import {
   type PortAllow,
   type ProfileContent,
 } from '../../api/profile.js';
-import { ARCH_AMD64, ARCH_ARM64, type OciSeccompProfile } from '../../api/seccomp.js';
+import {
+  ALWAYS_ALLOWED_SYSCALLS,
+  ARCH_AMD64,
+  ARCH_ARM64,
+  type OciSeccompProfile,
+} from '../../api/seccomp.js';
 import { sha256Hex } from '../../api/names.js';
 
 export interface Coverage {
@@ -246,7 +251,10 @@ function finish(
 
   // Syscalls: learned ∪ allow ∪ extra, minus deny.
   const denySys = new Set(spec.syscalls?.deny ?? []);
+  // The timing-dependent syscalls of the runtimes and of signal delivery: a recording sees them only by
+  // chance, and a container that needs one without it crashes at start (api/seccomp.ts).
   const allowSys = new Set<string>([
+    ...ALWAYS_ALLOWED_SYSCALLS,
     ...syscallNames,
     ...(spec.syscalls?.allow ?? []),
     ...(extra.syscalls ?? []),

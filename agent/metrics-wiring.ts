@@ -34,8 +34,8 @@ export function instrumentPorts<P extends { learner?: LearnerPort }>(
   const seen = new Map<bigint, Set<string>>();
   return {
     learner: {
-      watch: async (cgroupId) => {
-        await inner.watch(cgroupId);
+      watch: async (cgroupId, options) => {
+        await inner.watch(cgroupId, options);
         if (!seen.has(cgroupId)) seen.set(cgroupId, new Set());
       },
       unwatch: async (cgroupId) => {

@@ -11,7 +11,6 @@ import type { ObservationSpec } from '../../api/observation.js';
 import { canonicalJson } from '../../api/profile.js';
 import { LEARNING_PROFILE_PATH, SECCOMP_SUBDIR } from '../../api/names.js';
 import { learningProfileContent } from '../../api/attack-surface-data.js';
-import { RUNTIME_TIMING_SYSCALLS } from '../profile.js';
 import {
   AttributionTable,
   CgroupScanner,
@@ -101,15 +100,6 @@ const PENDING_MAX_CGROUPS = 4096;
 const PENDING_MAX_ITEMS = 2048;
 const PENDING_TTL_MS = 5 * 60_000;
 const MAX_SPECULATIVE = 1024;
-
-/**
- * Post-filter syscalls a runtime makes depending on timing, not on the workload (agent/profile.ts), so a
- * gated recording may miss them. The node's runtime is not known here: the union of all runtimes' lists is
- * added to what a container learned, once it learned any syscall (so it ran under a filter).
- */
-const TIMING_SYSCALLS: Behaviour[] = [...new Set(Object.values(RUNTIME_TIMING_SYSCALLS).flat())].map(
-  (name) => ({ kind: 'syscall', name }),
-);
 
 /** Whether a published profile was learned from this image (`image` lists the images, comma-separated). */
 function coversImage(profile: PublishedProfile, image: string | undefined): boolean {
@@ -549,7 +539,6 @@ export class ClusterAgent {
       this.store.record(source, []);
       return;
     }
-    if (behaviours.some((b) => b.kind === 'syscall')) behaviours = [...behaviours, ...TIMING_SYSCALLS];
     if (this.store.record(source, behaviours))
       this.log.debug(
         { cgroupId, container: who.containerName, pod: who.podName, n: behaviours.length },

@@ -13,8 +13,9 @@ import { promtoolProblems } from '../helpers/promtool.js';
 test('agent /metrics: behaviours learned once per container, violations by policy and layer, promtool-clean', async () => {
   const metrics = new AgentMetrics({ processMetrics: true });
   let emit: ((cg: bigint, b: Behaviour[]) => void) | undefined;
+  const watchOptions: ({ requireSeccomp?: boolean } | undefined)[] = [];
   const learner: LearnerPort = {
-    watch: async () => {},
+    watch: async (_cg, options) => void watchOptions.push(options),
     unwatch: async () => {},
     onBehaviour: (l) => void (emit = l),
   };
@@ -22,7 +23,8 @@ test('agent /metrics: behaviours learned once per container, violations by polic
   const received: number[] = [];
   ports.learner!.onBehaviour((_cg, b) => received.push(b.length));
   await ports.learner!.watch(7n);
-  await ports.learner!.watch(8n);
+  await ports.learner!.watch(8n, { requireSeccomp: true });
+  assert.deepEqual(watchOptions, [undefined, { requireSeccomp: true }], 'watch options reach the learner');
   emit!(7n, [
     { kind: 'syscall', name: 'read' },
     { kind: 'exec', path: '/app' },

@@ -24,7 +24,6 @@ import type { PahlevanNodeObservation } from '../../api/observation.js';
 import { buildProfileSpec, profileObjectName } from '../../api/profile.js';
 import { LEARNING_PROFILE_PATH } from '../../api/names.js';
 import { learningProfileContent } from '../../api/attack-surface-data.js';
-import { RUNTIME_TIMING_SYSCALLS } from '../../agent/profile.js';
 
 class ScriptedLearner implements LearnerPort {
   watched = new Set<bigint>();
@@ -155,11 +154,7 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
     );
     let spec = observation()!.spec;
     assert.equal(spec.node, 'n1');
-    // what ran under the filter, plus the runtimes' timing-dependent post-filter syscalls (agent/profile.ts)
-    assert.deepEqual(
-      Object.keys(spec.containers[0]!.syscalls),
-      [...new Set(['read', ...Object.values(RUNTIME_TIMING_SYSCALLS).flat()])].sort(),
-    );
+    assert.deepEqual(Object.keys(spec.containers[0]!.syscalls), ['read']);
     assert.deepEqual(learner.ungated, [], 'containers are learned only under their seccomp filter');
     assert.equal(
       readFileSync(join(kubeletRoot, 'seccomp', LEARNING_PROFILE_PATH), 'utf8'),

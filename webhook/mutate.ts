@@ -148,12 +148,20 @@ export function decideSeccomp(
  * filter: the learning profile (the runtime default as a Localhost file, api/names.ts) is that filter. It
  * replaces Unconfined and RuntimeDefault (it is the runtime default, so nothing is weakened) and an older
  * Pahlevan profile on the container (re-learning needs the full runtime default); never a user's own
- * Localhost profile or a type it does not know.
+ * Localhost profile or a type it does not know. The learning profile is the runtime default without extra
+ * capabilities: a privileged container, or one that adds capabilities, could need what it denies (the
+ * runtime widens its default for them), so those are left as they are.
  */
 export function decideLearningSeccomp(
   containerProfile: SeccompProfileField | undefined,
   podProfile: SeccompProfileField | undefined,
+  containerSecurityContext?: Json,
 ): ProfileDecision {
+  if (containerSecurityContext?.privileged === true)
+    return { set: false, reason: 'privileged: learning profile not set' };
+  const caps = containerSecurityContext?.capabilities;
+  if (isRecord(caps) && Array.isArray(caps.add) && caps.add.length > 0)
+    return { set: false, reason: 'adds capabilities: learning profile not set (it has none)' };
   const level = containerProfile !== undefined ? 'container' : 'pod';
   const effective = containerProfile ?? podProfile;
   if (effective === undefined) return { set: true, reason: 'learning profile set (no seccomp profile)' };
@@ -302,7 +310,7 @@ export function mutatePod(
       const target = (mutatedSpec[field] as Json[])[index]!;
       const containerSc = isRecord(target.securityContext) ? target.securityContext : undefined;
       if (!('profile' in found)) {
-        const learning = decideLearningSeccomp(seccompOf(containerSc), podProfile);
+        const learning = decideLearningSeccomp(seccompOf(containerSc), podProfile, containerSc);
         notes.push(`${container.name}: ${found.reason}; ${learning.reason}`);
         if (learning.set)
           target.securityContext = {

@@ -431,3 +431,31 @@ test('decideLearningSeccomp: other seccomp types are kept', () => {
     "a pod-level profile is the user's",
   );
 });
+
+test('learning: privileged containers and containers adding capabilities are left as they are', () => {
+  const noProfiles = policy({ status: { phase: 'Learning' } });
+  for (const securityContext of [
+    { privileged: true },
+    { capabilities: { add: ['SYS_ADMIN'] } },
+    { capabilities: { add: ['SYS_PTRACE'] }, seccompProfile: { type: 'RuntimeDefault' } },
+  ]) {
+    const pod = webPod();
+    (pod.spec as Json).containers.find((x: Json) => x.name === 'web').securityContext = securityContext;
+    const { after } = mutate(pod, [noProfiles]);
+    assert.deepEqual(
+      after.spec.containers.find((x: Json) => x.name === 'web').securityContext,
+      securityContext,
+      JSON.stringify(securityContext),
+    );
+    assert.equal(after.metadata.labels[LABEL_POLICY], 'web', 'still labelled');
+  }
+  // dropping capabilities only narrows: the learning profile is set
+  const pod = webPod();
+  (pod.spec as Json).containers.find((x: Json) => x.name === 'web').securityContext = {
+    capabilities: { drop: ['ALL'], add: [] },
+  };
+  assert.deepEqual(seccompOf(mutate(pod, [noProfiles]).after, 'containers', 'web'), {
+    type: 'Localhost',
+    localhostProfile: LEARNING_PROFILE_PATH,
+  });
+});

@@ -156,6 +156,25 @@ export function isLearning(policy: PahlevanPolicy | undefined, container?: strin
   return current.length === 0;
 }
 
+/**
+ * Whether a pod's container runs under a seccomp filter (Localhost or RuntimeDefault, not privileged). One
+ * without (admitted before its policy, privileged, or one the webhook leaves alone) is learned from the
+ * moment it is attributed, ungated: the runtime's setup is over by then, but its own start-up is missed.
+ */
+export function runsUnderSeccompFilter(pod: V1Pod | undefined, containerName: string | undefined): boolean {
+  const spec = pod?.spec;
+  if (!spec || containerName === undefined) return true;
+  const container = [
+    ...(spec.containers ?? []),
+    ...(spec.initContainers ?? []),
+    ...(spec.ephemeralContainers ?? []),
+  ].find((c) => c.name === containerName);
+  if (!container) return true;
+  if (container.securityContext?.privileged) return false;
+  const type = (container.securityContext?.seccompProfile ?? spec.securityContext?.seccompProfile)?.type;
+  return type === 'Localhost' || type === 'RuntimeDefault';
+}
+
 export class ClusterAgent {
   readonly table: AttributionTable;
   readonly store: ObservationStore;
@@ -168,7 +187,8 @@ export class ClusterAgent {
   private readonly profiles = new Map<string, PahlevanProfile>();
   private pods: V1Pod[] = [];
   private readonly pending = new Map<string, PendingBehaviour>();
-  private readonly watched = new Set<string>();
+  /** Watched cgroups, and whether only what runs under a seccomp filter counts (requireSeccomp). */
+  private readonly watched = new Map<string, boolean>();
   /** Container cgroups on this node that no pod reports yet. */
   private speculative = new Set<string>();
   private readonly applied = new Map<string, string>();
@@ -441,19 +461,21 @@ export class ClusterAgent {
   private reconcileWatches(): void {
     const learner = this.opts.learner;
     if (!learner) return;
-    const desired = new Set<string>(this.speculative);
+    // Only what runs under the seccomp filter counts (the webhook gives learning pods the learning profile),
+    // which keeps the runtime's setup out. Not yet attributed containers are assumed to have one.
+    const desired = new Map<string, boolean>([...this.speculative].map((id) => [id, true]));
     for (const { cgroupId } of this.table.bindings()) {
       const who = this.table.resolve(cgroupId);
       const policy = who?.policy && this.policies.get(`${who.policy.namespace}/${who.policy.name}`);
-      if (isLearning(policy, who?.containerName, who?.image)) desired.add(cgroupId);
+      if (isLearning(policy, who?.containerName, who?.image))
+        desired.set(cgroupId, runsUnderSeccompFilter(this.podOf(who), who?.containerName));
     }
-    for (const cgroupId of desired) {
-      if (this.watched.has(cgroupId)) continue;
-      this.watched.add(cgroupId);
+    for (const [cgroupId, requireSeccomp] of desired) {
+      if (this.watched.get(cgroupId) === requireSeccomp) continue;
+      this.watched.set(cgroupId, requireSeccomp);
       this.enqueue(cgroupId, async () => {
         const id = BigInt(cgroupId);
-        // Learning pods run under the learning profile (the webhook attaches it): only what runs under it counts.
-        await learner.watch(id, { requireSeccomp: true });
+        await learner.watch(id, { requireSeccomp });
         // What the kernel aggregated before this agent (re)started or before the binding existed.
         if (learner.snapshot && this.table.resolve(cgroupId)) {
           const behaviours = await learner.snapshot(id);
@@ -461,12 +483,16 @@ export class ClusterAgent {
         }
       });
     }
-    for (const cgroupId of [...this.watched]) {
+    for (const cgroupId of [...this.watched.keys()]) {
       if (desired.has(cgroupId)) continue;
       this.watched.delete(cgroupId);
       this.enqueue(cgroupId, () => learner.unwatch(BigInt(cgroupId)));
     }
     this.updateGauges();
+  }
+
+  private podOf(who: Attribution | undefined): V1Pod | undefined {
+    return who && this.pods.find((p) => p.metadata?.uid === who.podUid);
   }
 
   private updateGauges(): void {

@@ -99,12 +99,33 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
     // Two pods: one on this node, one on another node (its cgroup even exists here: it must be ignored).
     const mine = randomBytes(32).toString('hex');
     const theirs = randomBytes(32).toString('hex');
-    const makePod = async (name: string, node: string, id: string): Promise<V1Pod> => {
+    const makePod = async (
+      name: string,
+      node: string,
+      id: string,
+      learningProfile = true,
+    ): Promise<V1Pod> => {
       const created = await core.createNamespacedPod({
         namespace: 'shop',
         body: {
           metadata: { name, labels: { app: 'web' } },
-          spec: { nodeName: node, containers: [{ name: 'nginx', image: 'nginx:1' }] },
+          spec: {
+            nodeName: node,
+            containers: [
+              {
+                name: 'nginx',
+                image: 'nginx:1',
+                // as the webhook admits learning pods
+                ...(learningProfile
+                  ? {
+                      securityContext: {
+                        seccompProfile: { type: 'Localhost', localhostProfile: LEARNING_PROFILE_PATH },
+                      },
+                    }
+                  : {}),
+              },
+            ],
+          },
         },
       });
       mkdirSync(join(cgroupRoot, 'kubepods', `pod${created.metadata!.uid}`, id), { recursive: true });
@@ -161,6 +182,15 @@ test('the agent learns, reports, installs, acks, survives an outage and a restar
       learningProfileContent(),
       'the learning profile is installed at start',
     );
+    // A pod without a filter (admitted before its policy, say) is learned ungated once it is attributed.
+    const unconfined = randomBytes(32).toString('hex');
+    const podUnconfined = await makePod('web-9', 'n1', unconfined, false);
+    const cgUnconfined = cgroupOf(podUnconfined, unconfined);
+    await waitFor(
+      () => learner.ungated.includes(cgUnconfined),
+      'the unconfined container is watched ungated',
+    );
+    assert.deepEqual(learner.ungated, [cgUnconfined], 'only that one');
     assert.deepEqual(spec.containers[0]!.pods, ['web-1']);
     assert.deepEqual(spec.containers[0]!.images, ['nginx:1']);
     assert.equal(observation()!.metadata.labels?.['pahlevan.io/node'], 'n1');

@@ -11,6 +11,8 @@ import {
 } from '../../api/attack-surface-data.js';
 import { allowedSyscalls } from '../../api/attack-surface.js';
 import { ProfileInstaller } from '../../agent/cluster/profiles.js';
+import { runsUnderSeccompFilter } from '../../agent/cluster/agent.js';
+import type { V1Pod } from '@kubernetes/client-node';
 
 test('the learning profile allows exactly what the runtime default allows without capabilities', () => {
   const ref = loadSurfaceReference();
@@ -84,4 +86,33 @@ test('the learning profile file: fixed path, installed atomically, kept through 
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('runsUnderSeccompFilter: Localhost and RuntimeDefault are filters; unset, Unconfined and privileged are not', () => {
+  const pod = (container: Record<string, unknown>, podLevel?: string): V1Pod =>
+    ({
+      spec: {
+        ...(podLevel ? { securityContext: { seccompProfile: { type: podLevel } } } : {}),
+        containers: [{ name: 'app', ...container }],
+      },
+    }) as V1Pod;
+  const sp = (type: string) => ({
+    securityContext: { seccompProfile: { type, localhostProfile: 'x.json' } },
+  });
+  assert.equal(runsUnderSeccompFilter(pod(sp('Localhost')), 'app'), true);
+  assert.equal(runsUnderSeccompFilter(pod(sp('RuntimeDefault')), 'app'), true);
+  assert.equal(runsUnderSeccompFilter(pod({}, 'RuntimeDefault'), 'app'), true, 'pod level');
+  assert.equal(runsUnderSeccompFilter(pod({}), 'app'), false, 'unset: Unconfined');
+  assert.equal(runsUnderSeccompFilter(pod(sp('Unconfined'), 'RuntimeDefault'), 'app'), false);
+  assert.equal(
+    runsUnderSeccompFilter(
+      pod({ securityContext: { privileged: true, seccompProfile: { type: 'RuntimeDefault' } } }),
+      'app',
+    ),
+    false,
+    'privileged containers run without a filter',
+  );
+  // not known yet: assumed filtered (the gate keeps the runtime setup out)
+  assert.equal(runsUnderSeccompFilter(undefined, 'app'), true);
+  assert.equal(runsUnderSeccompFilter(pod({}), 'other'), true);
 });

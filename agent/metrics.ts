@@ -32,6 +32,9 @@ export class AgentMetrics {
   /** Read at scrape time (see trackLosses). */
   private readLosses?: () => Promise<{ eventsLost: number; objectsDropped: number }>;
   private lossesSeen = { eventsLost: 0, objectsDropped: 0 };
+  /** Read at scrape time (see trackViolationsLost). */
+  private readViolationsLost?: () => Promise<Record<string, number>>;
+  private violationsLostSeen: Record<string, number> = {};
 
   constructor(options: { registry?: Registry; processMetrics?: boolean } = {}) {
     const registers = [(this.registry = options.registry ?? newRegistry(options))];
@@ -84,6 +87,18 @@ export class AgentMetrics {
       help: 'Violations known to have happened but not attributed (e.g. a burst beyond the counters), by layer.',
       labelNames: ['layer'],
       registers,
+      async collect() {
+        if (!self.readViolationsLost) return;
+        // Cumulative per layer (agent/cluster/adapters.ts ViolationLosses): count what is new since the last scrape.
+        const now = await self.readViolationsLost().catch(() => undefined);
+        if (!now) return;
+        for (const [layer, total] of Object.entries(now)) {
+          const seen = self.violationsLostSeen[layer] ?? 0;
+          if (total > seen) this.inc({ layer }, total - seen);
+          else if (!seen) this.inc({ layer }, 0); // the series exists before the first loss
+          self.violationsLostSeen[layer] = Math.max(seen, total);
+        }
+      },
     });
     this.layersActive = new Gauge({
       name: 'pahlevan_agent_layer_active',
@@ -101,6 +116,11 @@ export class AgentMetrics {
   /** The learner's loss counters (agent/learner.ts lossCounters), read at each scrape. */
   trackLosses(read: () => Promise<{ eventsLost: number; objectsDropped: number }>): void {
     this.readLosses = read;
+  }
+
+  /** Violations lost per layer, cumulative over the agent's life, read at each scrape. */
+  trackViolationsLost(read: () => Promise<Record<string, number>>): void {
+    this.readViolationsLost = read;
   }
 
   learned(kind: BehaviourKind, count = 1): void {

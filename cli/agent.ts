@@ -6,7 +6,8 @@ import { createServer } from 'node:http';
 import { AgentMetrics } from '../agent/metrics.js';
 import { instrumentPorts } from '../agent/metrics-wiring.js';
 import { pino } from 'pino';
-import { ClusterAgent, type EnforcerPort, type LearnerPort } from '../agent/cluster/agent.js';
+import { ClusterAgent } from '../agent/cluster/agent.js';
+import type { NodePorts } from '../agent/cluster/adapters.js';
 import { CgroupScanner } from '../agent/cluster/attribution.js';
 import { loadKubeConfig } from '../agent/cluster/kube.js';
 import { action, CliError } from './kube-context.js';
@@ -31,7 +32,7 @@ async function loadPorts(
   log: pino.Logger,
   pinDir: string,
   cgroupRoot: string | undefined,
-): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
+): Promise<NodePorts> {
   try {
     const { createNodePorts } = await import('../agent/cluster/adapters.js');
     return await createNodePorts(log, { pinDir, ...(cgroupRoot ? { cgroupRoot } : {}) });
@@ -107,6 +108,9 @@ export function register(program: Command): void {
           });
         const kubeConfig = loadKubeConfig(opts.kubeconfig);
         const loaded = await loadPorts(log, opts.pinDir, opts.cgroupRoot);
+        // Kernel loss counters, read at each scrape: ring-buffer drops and violations lost per layer.
+        if (loaded.learnerLosses) metrics.trackLosses(loaded.learnerLosses);
+        if (loaded.violationsLost) metrics.trackViolationsLost(loaded.violationsLost);
         // Learned behaviours are counted at the learner port (once per container and behaviour); the
         // ClusterAgent counts the rest (watched containers, first-seen events, violations, layers, profiles).
         const ports = { ...loaded, ...instrumentPorts(loaded, metrics, node) };

@@ -98,6 +98,79 @@ export function enforcerPolicy(target: EnforcementTarget): { policy: ContainerPo
   };
 }
 
+/** Where violations went unattributed. The file and exec layers share one event channel (the BPF-LSM ring
+ * buffer, or fanotify's line queue), whose loss counter does not say which of the two lost an event. */
+export const LOSS_LAYERS = ['syscalls', 'network', 'files+execs'] as const;
+export type LossLayer = (typeof LOSS_LAYERS)[number];
+type Losses = Record<LossLayer, number>;
+const noLosses = (): Losses => ({ syscalls: 0, network: 0, 'files+execs': 0 });
+
+/**
+ * Violations lost per layer, cumulative over the agent's life, from the enforcer's exact kernel counters:
+ * events the ring buffer could not take, and (syscalls) denials no per-syscall counter could hold. The kernel
+ * counts per container and starts again from zero when a container is re-enforced or forgotten, so each
+ * container's losses are folded in just before that (beforeApply) and at each read.
+ */
+export class ViolationLosses {
+  private readonly seen = new Map<bigint, Losses>();
+  private readonly applying = new Set<bigint>();
+  private readonly total = noLosses();
+  /** fanotify's lost lines are one count for the whole helper, reported alike for every container. */
+  private fanotifyLost = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly enforcer: Pick<Enforcer, 'counters' | 'layers'>) {}
+
+  /** Cumulative losses by layer; reads every enforced container's counters (call at scrape time). */
+  read(): Promise<Losses> {
+    return this.serial(async () => {
+      for (const id of [...this.seen.keys()])
+        if (!this.applying.has(id)) await this.fold(id).catch(() => undefined);
+      return { ...this.total, 'files+execs': this.total['files+execs'] + this.fanotifyLost };
+    });
+  }
+
+  /** Before a container's policy changes: what it lost so far is kept; its counters restart after this. */
+  beforeApply(id: bigint): Promise<void> {
+    return this.serial(async () => {
+      if (this.seen.has(id)) await this.fold(id).catch(() => undefined);
+      this.seen.delete(id);
+      this.applying.add(id);
+    });
+  }
+
+  /** After the policy changed: an enforced container is counted from zero, a forgotten one no more. */
+  afterApply(id: bigint, enforced: boolean): void {
+    this.applying.delete(id);
+    if (enforced) this.seen.set(id, noLosses());
+  }
+
+  private async fold(id: bigint): Promise<void> {
+    const c = await this.enforcer.counters(id);
+    const network = Number(c.network?.eventsLost ?? 0n);
+    const filesExecs = Number(c.eventsLost) - network;
+    const fanotify = this.enforcer.layers().some((s) => s.layer === 'files' && s.mechanism === 'fanotify');
+    if (fanotify) this.fanotifyLost = Math.max(this.fanotifyLost, filesExecs);
+    const now: Losses = {
+      syscalls: Number((c.syscalls?.eventsLost ?? 0n) + (c.syscalls?.pairsLost ?? 0n)),
+      network,
+      'files+execs': fanotify ? 0 : filesExecs,
+    };
+    const last = this.seen.get(id) ?? noLosses();
+    // A counter below what was seen started again unnoticed: all of it is new.
+    for (const layer of LOSS_LAYERS)
+      this.total[layer] += now[layer] >= last[layer] ? now[layer] - last[layer] : now[layer];
+    this.seen.set(id, now);
+  }
+
+  /** Reads and folds one at a time: two overlapping folds of one container would count its losses twice. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
 /**
  * The enforcer as the cluster agent's port. Builds on agent/enforcer-port.ts (container root, mounts,
  * veth) and adds what the cluster needs: exact violation counts from the kernel counters, loopback as the
@@ -107,8 +180,9 @@ export function enforcerPort(
   enforcer: Enforcer,
   log?: Logger,
   cgroupRoot: string = detectCgroupV2Root(),
+  losses?: ViolationLosses,
 ): EnforcerPort {
-  return {
+  const port: EnforcerPort = {
     async probe() {
       const states = enforcer.layers();
       return {
@@ -159,6 +233,19 @@ export function enforcerPort(
       return out;
     },
   };
+  if (!losses) return port;
+  return {
+    ...port,
+    // Enforcing anew or forgetting restarts a container's kernel counters: keep what it lost so far.
+    async apply(cgroupId, target) {
+      await losses.beforeApply(cgroupId);
+      try {
+        await port.apply(cgroupId, target);
+      } finally {
+        losses.afterApply(cgroupId, target !== undefined);
+      }
+    },
+  };
 }
 
 export interface NodePortsOptions {
@@ -172,10 +259,17 @@ export interface NodePortsOptions {
   forceFanotify?: boolean;
 }
 
-export async function createNodePorts(
-  log: Logger,
-  options: NodePortsOptions = {},
-): Promise<{ learner?: LearnerPort; enforcer?: EnforcerPort; close: () => Promise<void> }> {
+export interface NodePorts {
+  learner?: LearnerPort;
+  enforcer?: EnforcerPort;
+  /** The learner's kernel loss counters (AgentMetrics.trackLosses), read at scrape time. */
+  learnerLosses?: () => Promise<{ eventsLost: number; objectsDropped: number }>;
+  /** Violations lost per layer, cumulative (AgentMetrics.trackViolationsLost), read at scrape time. */
+  violationsLost?: () => Promise<Record<string, number>>;
+  close: () => Promise<void>;
+}
+
+export async function createNodePorts(log: Logger, options: NodePortsOptions = {}): Promise<NodePorts> {
   const cgroupRoot = options.cgroupRoot ?? detectCgroupV2Root();
   const { Learner } = await import('../learner.js');
   const learner = await Learner.start(options.pinDir ? { pinDir: options.pinDir } : {});
@@ -194,9 +288,12 @@ export async function createNodePorts(
       'enforcer unavailable: learning and profile installation only',
     );
   }
+  const losses = enforcer && new ViolationLosses(enforcer);
   return {
     learner: learnerPort(learner, log),
-    ...(enforcer ? { enforcer: enforcerPort(enforcer, log, cgroupRoot) } : {}),
+    learnerLosses: () => learner.lossCounters(),
+    ...(enforcer ? { enforcer: enforcerPort(enforcer, log, cgroupRoot, losses) } : {}),
+    ...(losses ? { violationsLost: () => losses.read() } : {}),
     close: async () => {
       await enforcer?.stop();
       await learner.stop();

@@ -22,6 +22,11 @@ import {
   type ObservationSpec,
 } from '../../api/observation.js';
 import { PROFILE_PLURAL, type PahlevanProfile } from '../../api/profile.js';
+import { ALWAYS_ALLOWED_SYSCALLS, type OciSeccompProfile } from '../../api/seccomp.js';
+
+/** The allowed names beyond the ones every profile carries (api/seccomp.ts). */
+const learnedNames = (seccomp: OciSeccompProfile): string[] =>
+  seccomp.syscalls[0]!.names.filter((n) => !ALWAYS_ALLOWED_SYSCALLS.includes(n));
 
 let api: FakeApiServer;
 let kc: KubeConfig;
@@ -175,7 +180,7 @@ test('learn -> publish -> acked by both nodes -> usable -> violations over the t
     assert.ok(profile, 'the PahlevanProfile object exists');
     assert.equal(profile.metadata.name, published[0]!.profileName);
     assert.equal(profile.spec.hash, published[0]!.hash);
-    assert.deepEqual(profile.spec.seccomp.syscalls[0]!.names, ['accept4', 'openat', 'read', 'write']);
+    assert.deepEqual(learnedNames(profile.spec.seccomp), ['accept4', 'openat', 'read', 'write']);
     assert.deepEqual(profile.spec.coverage!.read, { nodes: 2, pods: 2 });
     assert.equal(policy.status!.learning!.nodesReporting, 2);
     assert.equal(
@@ -187,7 +192,7 @@ test('learn -> publish -> acked by both nodes -> usable -> violations over the t
     assert.deepEqual(profile.spec.images, ['registry.example/web:1']);
     const surface = policy.status!.attackSurface!;
     assert.equal(surface[0]!.container, 'web');
-    assert.equal(surface[0]!.syscallsAllowed, 4);
+    assert.equal(surface[0]!.syscallsAllowed, 4 + ALWAYS_ALLOWED_SYSCALLS.length);
     assert.ok(surface[0]!.runtimeDefaultSyscalls > 4);
     assert.equal(policy.status!.conditions!.find((x) => x.type === 'Degraded')!.status, 'True');
 
@@ -271,7 +276,7 @@ test('kill the leader mid-learning: the standby takes over the Lease and nothing
     const after = (await getPolicy('api')).status!;
     assert.equal(after.learning!.startedAt, before.learning!.startedAt, 'the learning clock continued');
     const [profile] = await profilesOf('api');
-    assert.deepEqual(profile!.spec.seccomp.syscalls[0]!.names, ['epoll_wait', 'read', 'write']);
+    assert.deepEqual(learnedNames(profile!.spec.seccomp), ['epoll_wait', 'read', 'write']);
     assert.equal(after.learning!.nodesReporting, 2);
   } finally {
     await b.stop();
@@ -339,7 +344,7 @@ test('Relax republishes with what was denied; image drift publishes a new versio
     assert.notEqual(relaxed.hash, first.hash);
     assert.equal((await getPolicy('rlx')).status!.phase, 'Enforcing');
     const relaxedObject = (await profilesOf('rlx')).find((p) => p.spec.hash === relaxed.hash)!;
-    assert.deepEqual(relaxedObject.spec.seccomp.syscalls[0]!.names, ['ptrace', 'read', 'write']);
+    assert.deepEqual(learnedNames(relaxedObject.spec.seccomp), ['ptrace', 'read', 'write']);
 
     // Once both nodes have the relaxed version, the first one is superseded and deleted.
     await ackBoth([first.hash, relaxed.hash], { violations: denied });

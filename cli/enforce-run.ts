@@ -57,7 +57,8 @@ export interface EnforcedContainer {
   container: Container;
   enforcer: Enforcer;
   modes: LayerModes;
-  pid: number;
+  /** The container's init, or undefined when the command finished before it could be seen. */
+  pid: number | undefined;
   veth?: VethInfo;
   violations: Array<Violation & { container: string }>;
   setMode(mode: Mode, layers?: Layer[]): Promise<void>;
@@ -119,10 +120,17 @@ function sh(args: string[]): void {
 }
 
 /** The container's init process: the first pid of its cgroup whose network/mount namespace is its own. */
-async function containerPid(cgroupPath: string, ownNetns: boolean, timeoutMs = 5000): Promise<number> {
+async function containerPid(
+  cgroupPath: string,
+  ownNetns: boolean,
+  hasExited: () => boolean,
+  timeoutMs = 5000,
+): Promise<number | undefined> {
   const ours = (ns: string): string => readlinkSync(`/proc/self/ns/${ns}`);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    // A short command can finish between two looks: its rules were in place before it started.
+    if (hasExited()) return undefined;
     let pids: number[];
     try {
       pids = readFileSync(join(cgroupPath, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
@@ -229,20 +237,16 @@ export async function startEnforced(
         await enforcer.enforce({ cgroupId: cg.id, name: id, root: options.rootfs ?? '/', binds }, policy);
       },
     });
-    let early = '';
-    const keep = (d: Buffer | string): void => {
-      if (early.length < 4000) early += d.toString();
-    };
-    container.stdout?.on('data', keep);
-    container.stderr?.on('data', keep);
-    const pid = await containerPid(container.cgroupPath, options.net !== 'host').catch((err: Error) => {
-      throw new Error(`${err.message}; container output: ${early.trim() || '(none)'}`);
-    });
-    container.stdout?.off('data', keep);
-    container.stderr?.off('data', keep);
-    await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
-    await enforcer.resolveInContainer(cgroupId, pid);
+    let exited = false;
+    void container.exited.then(() => (exited = true));
+    // The container's output stays unread (paused) until the caller consumes it: nothing is lost.
+    const pid = await containerPid(container.cgroupPath, options.net !== 'host', () => exited);
+    if (pid !== undefined) {
+      await enforcer.watchContainerMounts(cgroupId, pid).catch(() => 0);
+      await enforcer.resolveInContainer(cgroupId, pid);
+    }
     if (options.net === 'veth') {
+      if (pid === undefined) throw new Error('the container exited before its network could be set up');
       const v = setupVeth(pid, tag);
       const tc =
         modes.network !== 'Off' ? await enforcer.attachInterface(cgroupId, v.hostIf, 'egress') : 'off';

@@ -78,7 +78,7 @@ test('an enforced container keeps serving while unlearned egress, bind and ingre
   const v = c.veth!;
   assert.ok(['tcx', 'clsact'].includes(v.tc), `tc attach: ${v.tc}`);
   // The cluster agent finds a pod's host-side veth the same way.
-  assert.equal(hostVethOf(c.pid)?.ifname, v.hostIf);
+  assert.equal(hostVethOf(c.pid!)?.ifname, v.hostIf);
   servers.push(await listen(v.hostAddress, recorded.learnedEgressPort));
   servers.push(await listen(v.hostAddress, port(UNLEARNED_EGRESS)));
   // Normal traffic: learned ingress port, learned egress port, learned file and exec.

@@ -21,6 +21,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import type { OciSeccompProfile } from '../api/seccomp.js';
 
 export type Runtime = 'runc' | 'crun';
@@ -143,6 +144,20 @@ export function checkPrerequisites(runtime: Runtime, command: string[], rootfs =
 
 // Top-level entries of the host's / that get their own mounts instead of the host's.
 const OWN_MOUNTS = new Set(['proc', 'sys', 'dev', 'tmp', 'run']);
+
+/** This checkout of Pahlevan (dist/agent/container.js -> the package root). */
+const PACKAGE_ROOT = resolve(fileURLToPath(new URL('../../', import.meta.url)));
+
+/**
+ * Pahlevan's own files (bpf/.output helpers, test helpers, demo assets) at the same path inside a host-root
+ * container, when the checkout lives under a directory the container gets fresh (/tmp, /run): otherwise a
+ * clone in /tmp would find none of them.
+ */
+export function packageRootBinds(packageRoot = PACKAGE_ROOT): OciMount[] {
+  const top = packageRoot.split('/')[1] ?? '';
+  if (!OWN_MOUNTS.has(top)) return [];
+  return [{ destination: packageRoot, type: 'bind', source: packageRoot, options: ['rbind', 'ro'] }];
+}
 
 /**
  * The host's root filesystem as a container rootfs. runc cannot pivot_root to "/" itself (EBUSY), so the
@@ -323,7 +338,11 @@ export async function startContainer(options: ContainerOptions): Promise<Contain
   try {
     const hostRootfs = join(bundle, 'rootfs');
     const binds = options.rootfs ? [] : hostRootBinds(hostRootfs, options.rootfsWritable ?? false);
-    const config = ociConfig(options, `/${cgroupRel}`, hostRootfs, binds);
+    // Mounts listed after the container's own /tmp and /run, so a checkout under them shows through.
+    const withPackage = options.rootfs
+      ? options
+      : { ...options, mounts: [...packageRootBinds(), ...(options.mounts ?? [])] };
+    const config = ociConfig(withPackage, `/${cgroupRel}`, hostRootfs, binds);
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(config, null, 2));
     await options.beforeStart?.({ path: cgroupPath, id: cgroupId });
   } catch (err) {

@@ -232,7 +232,8 @@ export async function runGuest(
     '-initrd',
     initramfsPath,
     '-append',
-    `console=ttyS0 panic=-1 rdinit=/init ${options.cmdline ?? ''}`.trim(),
+    // loglevel=0: kernel messages would otherwise interleave with the guest's result lines on the console.
+    `console=ttyS0 loglevel=0 panic=-1 rdinit=/init ${options.cmdline ?? ''}`.trim(),
     '-nographic',
     '-no-reboot',
     '-nic',

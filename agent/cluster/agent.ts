@@ -4,7 +4,7 @@
 // this file only wires them to the API server, the learner and the enforcer.
 import { watch, type FSWatcher } from 'node:fs';
 import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Pod } from '@kubernetes/client-node';
-import { parsePolicy, layerMode, LAYERS, POLICY_PLURAL } from '../../api/policy.js';
+import { GROUP, parsePolicy, layerMode, LAYERS, POLICY_PLURAL, VERSION } from '../../api/policy.js';
 import type { Layer, Mode, PahlevanPolicy, PublishedProfile } from '../../api/policy.js';
 import { PROFILE_PLURAL, type PahlevanProfile, type ProfileContent } from '../../api/profile.js';
 import type { ObservationSpec } from '../../api/observation.js';
@@ -236,35 +236,25 @@ export class ClusterAgent {
     const maxBackoffMs = this.opts.maxBackoffMs ?? 10_000;
     const onError = (what: string) => (err: unknown, retryInMs: number) =>
       this.log.warn({ err: errorMessage(err), retryInMs }, `watching ${what} failed; will retry`);
-    const policyCache = new WatchedCache<KubernetesObject>(
-      kc,
-      customObjectPath(POLICY_PLURAL),
-      () =>
-        this.objects.custom.listClusterCustomObject({
-          group: 'pahlevan.io',
-          version: 'v1alpha1',
-          plural: POLICY_PLURAL,
-        }) as Promise<KubernetesListObject<never>>,
-      {
-        onSync: (list) => this.onPolicies(list as unknown as PahlevanPolicy[]),
-        onError: onError('PahlevanPolicies'),
-      },
-      { maxBackoffMs },
+    // One self-restarting list+watch cache per Pahlevan kind, cluster-wide.
+    const customCache = <T>(plural: string, kind: string, onSync: (items: T[]) => void) =>
+      new WatchedCache<KubernetesObject>(
+        kc,
+        customObjectPath(plural),
+        () =>
+          this.objects.custom.listClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural,
+          }) as Promise<KubernetesListObject<never>>,
+        { onSync: (list) => onSync(list as unknown as T[]), onError: onError(kind) },
+        { maxBackoffMs },
+      );
+    const policyCache = customCache(POLICY_PLURAL, 'PahlevanPolicies', (items: PahlevanPolicy[]) =>
+      this.onPolicies(items),
     );
-    const profileCache = new WatchedCache<KubernetesObject>(
-      kc,
-      customObjectPath(PROFILE_PLURAL),
-      () =>
-        this.objects.custom.listClusterCustomObject({
-          group: 'pahlevan.io',
-          version: 'v1alpha1',
-          plural: PROFILE_PLURAL,
-        }) as Promise<KubernetesListObject<never>>,
-      {
-        onSync: (list) => this.onProfiles(list as unknown as PahlevanProfile[]),
-        onError: onError('PahlevanProfiles'),
-      },
-      { maxBackoffMs },
+    const profileCache = customCache(PROFILE_PLURAL, 'PahlevanProfiles', (items: PahlevanProfile[]) =>
+      this.onProfiles(items),
     );
     const fieldSelector = `spec.nodeName=${this.opts.node}`;
     const podCache = new WatchedCache<V1Pod>(
